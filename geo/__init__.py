@@ -1,0 +1,1 @@
+"""Spatial helpers shared by connectors and fusion: community assignment, tiles, CRS."""

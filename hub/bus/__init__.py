@@ -1,0 +1,1 @@
+"""Kafka plumbing shared by connectors, fusion and the stack (kafka-python)."""

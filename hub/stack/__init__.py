@@ -1,0 +1,1 @@
+"""The local stack: broker, database, fusion worker and API as managed processes."""

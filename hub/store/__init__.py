@@ -1,0 +1,1 @@
+"""Persistence shared by fusion and the API: tables, migrations, sessions, queries."""

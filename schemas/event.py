@@ -1,0 +1,159 @@
+"""Pydantic mirror of ``event.v1.json``.
+
+Validation runs in pydantic-core (compiled), so fusion can check every message with it at
+tens of thousands of events per second; ``tests/test_event_contract.py`` keeps this model and
+the JSON Schema in agreement.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+)
+
+EVENT_SCHEMA_PATH = Path(__file__).with_name("event.v1.json")
+
+RFC3339 = re.compile(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$"
+)
+
+Kind = Literal["incident", "observation", "resource", "alert", "verification", "cancel"]
+Category = Literal[
+    "Geo", "Met", "Safety", "Security", "Rescue", "Fire", "Health", "Env",
+    "Transport", "Infra", "CBRNE", "Other",
+]  # fmt: skip
+Severity = Literal["Extreme", "Severe", "Moderate", "Minor", "Unknown"]
+Urgency = Literal["Immediate", "Expected", "Future", "Past", "Unknown"]
+Certainty = Literal["Observed", "Likely", "Possible", "Unlikely", "Unknown"]
+Status = Literal["actual", "exercise", "test"]
+
+KINDS: tuple[str, ...] = Kind.__args__
+CATEGORIES: tuple[str, ...] = Category.__args__
+SEVERITIES: tuple[str, ...] = Severity.__args__
+
+
+def _rfc3339_text(value: Any) -> Any:
+    # pydantic alone would also take unix numbers and a space separator; the contract does not.
+    if not isinstance(value, str) or not RFC3339.match(value):
+        raise ValueError("observed_at must be RFC 3339 text with an explicit offset (Z or +hh:mm)")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
+Lon = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
+Lat = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
+Alt = Annotated[float, Field(allow_inf_nan=False)]
+Position = tuple[Lon, Lat] | tuple[Lon, Lat, Alt]
+
+
+def _closed(ring: list[Position]) -> list[Position]:
+    if ring[0][:2] != ring[-1][:2]:
+        raise ValueError("polygon ring is not closed (first position must equal the last)")
+    return ring
+
+
+Ring = Annotated[list[Position], Field(min_length=4), AfterValidator(_closed)]
+PolygonCoords = Annotated[list[Ring], Field(min_length=1)]
+Text = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Point(_Strict):
+    type: Literal["Point"]
+    coordinates: Position
+
+
+class LineString(_Strict):
+    type: Literal["LineString"]
+    coordinates: Annotated[list[Position], Field(min_length=2)]
+
+
+class Polygon(_Strict):
+    type: Literal["Polygon"]
+    coordinates: PolygonCoords
+
+
+class MultiPolygon(_Strict):
+    type: Literal["MultiPolygon"]
+    coordinates: Annotated[list[PolygonCoords], Field(min_length=1)]
+
+
+Geometry = Annotated[Point | LineString | Polygon | MultiPolygon, Field(discriminator="type")]
+
+
+class EventSource(_Strict):
+    system: Text
+    connector: Text
+    reporter: Text | None = None
+
+
+class Event(_Strict):
+    """A standardized hub event (``schemas/event.v1.json``)."""
+
+    event_id: Annotated[uuid.UUID, BeforeValidator(lambda v: _uuid_text(v))]
+    community_id: Text | None = None
+    source: EventSource
+    kind: Kind
+    category: Category
+    severity: Severity = "Unknown"
+    urgency: Urgency = "Unknown"
+    certainty: Certainty = "Unknown"
+    status: Status = "actual"
+    event_type: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+    observed_at: Timestamp
+    geometry: Geometry
+    properties: dict[str, Any] = Field(default_factory=dict)
+    refs: Annotated[list[Annotated[uuid.UUID, BeforeValidator(lambda v: _uuid_text(v))]],
+                    Field(max_length=100)] = Field(default_factory=list)  # fmt: skip
+
+    def to_json(self) -> bytes:
+        """Wire form: compact JSON, RFC 3339 timestamps as given (offset kept)."""
+        return self.model_dump_json(exclude_none=True).encode()
+
+
+_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def _uuid_text(value: Any) -> Any:
+    # Only the canonical hyphenated form, as the JSON Schema pattern says.
+    if isinstance(value, uuid.UUID):
+        return value
+    if not isinstance(value, str) or not _UUID_RE.match(value):
+        raise ValueError("must be a UUID in canonical 8-4-4-4-12 form")
+    return value
+
+
+_EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def parse_event(raw: bytes | str) -> Event:
+    """Parse and validate one JSON event; raises ``pydantic.ValidationError``."""
+    return _EVENT_ADAPTER.validate_json(raw)
+
+
+@cache
+def load_event_schema() -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads(EVENT_SCHEMA_PATH.read_text())
+    return schema
+
+
+def utc_text(ts: datetime) -> str:
+    """The API's timestamp form: UTC with ``Z``."""
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
