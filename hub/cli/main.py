@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from hub.cli import db
+from hub.cli import api, bench, community, connector, db, demo, fusion, stack
 
 app = typer.Typer(
     name="hub",
@@ -12,7 +12,22 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-app.add_typer(db.app, name="db")
+for group, name in [
+    (db.app, "db"),
+    (fusion.app, "fusion"),
+    (api.app, "api"),
+    (community.app, "community"),
+    (connector.app, "connector"),
+    (bench.app, "bench"),
+]:
+    app.add_typer(group, name=name)
+
+# Top-level commands are registered by their modules: ``stack.register(app)`` adds up/down/status,
+# ``demo.register(app)`` adds demo.
+for module in (stack, demo):
+    register = getattr(module, "register", None)
+    if register is not None:
+        register(app)
 
 
 def main() -> None:

@@ -1,0 +1,3 @@
+"""``hub demo``: the SF replay on the real stack."""
+
+from __future__ import annotations
