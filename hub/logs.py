@@ -29,7 +29,9 @@ class JsonFormatter(logging.Formatter):
 def configure(level: str = "INFO", *, json: bool = True) -> None:
     """Log to stderr, JSON lines by default; call once per process."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if json else logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        JsonFormatter() if json else logging.Formatter("%(levelname)s %(name)s: %(message)s")
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

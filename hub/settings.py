@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,7 +20,9 @@ class Settings(BaseSettings):
     events_topic: str = "hub.events.v1"
     dlq_topic: str = "hub.events.dlq"
     topic_partitions: int = Field(6, ge=1)
-    tile_zoom: int = Field(12, ge=0, le=20, description="web-mercator zoom of the partition key tile")
+    tile_zoom: int = Field(
+        12, ge=0, le=20, description="web-mercator zoom of the partition key tile"
+    )
 
     # Fusion worker
     consumer_group: str = "hub-fusion"
@@ -35,6 +37,11 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, ge=1, le=65535)
     public_url: str | None = Field(None, description="base URL for links; default from the request")
     community_quiet_period_s: int = Field(3600, ge=1, description="no events for this long: silent")
+
+    # Connectors
+    reporter_key: SecretStr | None = Field(
+        None, description="HMAC-SHA256 key of reporter pseudonyms; raw reporters never leave"
+    )
 
     # Local stack
     state_dir: Path = Path(".hub")

@@ -8,12 +8,13 @@ the JSON Schema in agreement.
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -33,17 +34,27 @@ RFC3339 = re.compile(
 
 Kind = Literal["incident", "observation", "resource", "alert", "verification", "cancel"]
 Category = Literal[
-    "Geo", "Met", "Safety", "Security", "Rescue", "Fire", "Health", "Env",
-    "Transport", "Infra", "CBRNE", "Other",
-]  # fmt: skip
+    "Geo",
+    "Met",
+    "Safety",
+    "Security",
+    "Rescue",
+    "Fire",
+    "Health",
+    "Env",
+    "Transport",
+    "Infra",
+    "CBRNE",
+    "Other",
+]
 Severity = Literal["Extreme", "Severe", "Moderate", "Minor", "Unknown"]
 Urgency = Literal["Immediate", "Expected", "Future", "Past", "Unknown"]
 Certainty = Literal["Observed", "Likely", "Possible", "Unlikely", "Unknown"]
 Status = Literal["actual", "exercise", "test"]
 
-KINDS: tuple[str, ...] = Kind.__args__
-CATEGORIES: tuple[str, ...] = Category.__args__
-SEVERITIES: tuple[str, ...] = Severity.__args__
+KINDS: tuple[str, ...] = get_args(Kind)
+CATEGORIES: tuple[str, ...] = get_args(Category)
+SEVERITIES: tuple[str, ...] = get_args(Severity)
 
 
 def _rfc3339_text(value: Any) -> Any:
@@ -54,14 +65,15 @@ def _rfc3339_text(value: Any) -> Any:
 
 
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
-Lon = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
-Lat = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
-Alt = Annotated[float, Field(allow_inf_nan=False)]
+# strict: JSON numbers only (lax mode would take "37.7" and true as coordinates).
+Lon = Annotated[float, Field(strict=True, ge=-180, le=180, allow_inf_nan=False)]
+Lat = Annotated[float, Field(strict=True, ge=-90, le=90, allow_inf_nan=False)]
+Alt = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 Position = tuple[Lon, Lat] | tuple[Lon, Lat, Alt]
 
 
 def _closed(ring: list[Position]) -> list[Position]:
-    if ring[0][:2] != ring[-1][:2]:
+    if ring[0] != ring[-1]:  # RFC 7946 3.1.6: identical values, altitude included
         raise ValueError("polygon ring is not closed (first position must equal the last)")
     return ring
 
@@ -69,6 +81,21 @@ def _closed(ring: list[Position]) -> list[Position]:
 Ring = Annotated[list[Position], Field(min_length=4), AfterValidator(_closed)]
 PolygonCoords = Annotated[list[Ring], Field(min_length=1)]
 Text = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+def _finite(value: Any) -> Any:
+    # pydantic's JSON parser takes NaN/Infinity literals (and 1e400 -> inf) in free-form
+    # values; JSON has no such numbers, and they would be re-serialized as null.
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("NaN and Infinity are not JSON numbers")
+    elif isinstance(value, dict):
+        for item in value.values():
+            _finite(item)
+    elif isinstance(value, list):
+        for item in value:
+            _finite(item)
+    return value
 
 
 class _Strict(BaseModel):
@@ -119,16 +146,19 @@ class Event(_Strict):
     event_type: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
     observed_at: Timestamp
     geometry: Geometry
-    properties: dict[str, Any] = Field(default_factory=dict)
-    refs: Annotated[list[Annotated[uuid.UUID, BeforeValidator(lambda v: _uuid_text(v))]],
-                    Field(max_length=100)] = Field(default_factory=list)  # fmt: skip
+    properties: Annotated[dict[str, Any], AfterValidator(_finite)] = Field(default_factory=dict)
+    refs: Annotated[
+        list[Annotated[uuid.UUID, BeforeValidator(lambda v: _uuid_text(v))]], Field(max_length=100)
+    ] = Field(default_factory=list)
 
     def to_json(self) -> bytes:
         """Wire form: compact JSON, RFC 3339 timestamps as given (offset kept)."""
         return self.model_dump_json(exclude_none=True).encode()
 
 
-_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_UUID_RE = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
 
 
 def _uuid_text(value: Any) -> Any:

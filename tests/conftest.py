@@ -38,7 +38,9 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
-    base = os.environ.get("HUB_TEST_DATABASE_SERVER", "postgresql+psycopg://postgres@127.0.0.1:5432")
+    base = os.environ.get(
+        "HUB_TEST_DATABASE_SERVER", "postgresql+psycopg://postgres@127.0.0.1:5432"
+    )
     url = f"{base}/hub_test_{uuid.uuid4().hex[:10]}"
     settings = Settings(database_url=url)
     upgrade(settings)
@@ -70,3 +72,16 @@ def hub_settings(base_settings: Settings) -> Settings:
     )
     ensure_topics(settings)
     return settings
+
+
+@pytest.fixture(scope="session")
+def sf_communities(base_settings: Settings) -> list[str]:
+    """The 41 real SF neighbourhoods, imported once (re-import only updates)."""
+    from hub.store.communities import import_communities
+    from hub.store.db import connect
+
+    with connect(base_settings) as conn:
+        report = import_communities(
+            conn, DATA / "sf_analysis_neighborhoods.geojson", "nhood", "nhood"
+        )
+    return sorted(report.inserted + report.updated)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any
@@ -27,10 +28,8 @@ def ensure_topics(settings: Settings) -> dict[str, str | None]:
         existing = set(client.list_topics())
         new = [NewTopic(t, settings.topic_partitions, 1) for t in wanted if t not in existing]
         if new:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
                 client.create_topics(new)
-            except TopicAlreadyExistsError:
-                pass  # another process won the race
         return {d["name"]: d.get("topic_id") for d in client.describe_topics(wanted)}
     finally:
         client.close()

@@ -2,6 +2,126 @@
 
 from __future__ import annotations
 
-import typer
+import json
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-app = typer.Typer(help="Connectors that publish community data as hub events.", no_args_is_help=True)
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from hub import logs
+from hub.settings import get_settings
+
+if TYPE_CHECKING:
+    from geo.assign import CommunityIndex
+
+app = typer.Typer(
+    help="Connectors that publish community data as hub events.", no_args_is_help=True
+)
+
+EXIT_UNDELIVERED = 1  # the broker never came back: events wait in the outbox
+EXIT_UNUSABLE = 2  # file, mapping or polygons cannot be read
+
+
+@app.command()
+def run(
+    kind: str = typer.Argument(..., help="Connector kind (known: csv)."),
+    file: Path = typer.Argument(..., help="The source file, e.g. a CSV export."),
+    mapping: Path = typer.Option(..., "--mapping", "-m", help="TOML column mapping."),
+    rejects: Path | None = typer.Option(
+        None, help="Write rejected rows here (CSV: original columns + _row, _reason)."
+    ),
+    communities: Path | None = typer.Option(
+        None,
+        help="GeoJSON community polygons for rows without a community "
+        "(default: the hub database's, if reachable).",
+    ),
+    id_field: str | None = typer.Option(None, help="Feature property holding the community id."),
+    outbox: Path | None = typer.Option(
+        None, help="Outbox file (default STATE_DIR/outbox/SYSTEM.sqlite); one per instance."
+    ),
+    max_wait: float = typer.Option(30.0, min=0, help="Seconds to keep retrying a down broker."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON (last line)."),
+) -> None:
+    """Publish every usable row of FILE as an event; report and optionally write the rejects.
+
+    Rows without usable coordinates or time are not sent: they are counted with their reason.
+    Events pass through a durable outbox, so a broker outage loses nothing: the next run sends
+    what is pending first. Exit 0 on success (even with rejects), 1 when events are left in the
+    outbox, 2 when the file, the mapping or the polygons cannot be used.
+    """
+    from connectors.csv_source import SourceError
+    from connectors.mapping import MappingError
+    from connectors.outbox import OutboxBusy
+    from connectors.registry import UnknownConnector, load_connector
+    from connectors.report import summary_table
+    from connectors.run import ConnectorConfigError, RunOptions
+    from hub.store.communities import CommunityImportError
+
+    if not logging.getLogger().handlers:  # a host (tests, the demo) may have set logging up
+        logs.configure("WARNING", json=False)  # warnings (no polygons, broker down) as text
+    err = Console(stderr=True)
+    settings = get_settings()
+    try:
+        connector = load_connector(kind).from_mapping_file(mapping, settings)
+        index = _load_polygons(communities, id_field)
+        with _progress(err, file) as advance:
+            options = RunOptions(index, rejects, outbox, max_wait, on_progress=advance)
+            report = connector.run(file, options)
+    except (
+        UnknownConnector,
+        MappingError,
+        SourceError,
+        CommunityImportError,
+        OutboxBusy,
+        ConnectorConfigError,
+    ) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(EXIT_UNUSABLE) from None
+    err.print(summary_table(report))
+    if as_json:
+        typer.echo(json.dumps(report.to_dict()))
+    if not report.delivered:
+        err.print(f"[red]{report.pending:,} events wait in {report.outbox}[/]; run again later")
+        raise typer.Exit(EXIT_UNDELIVERED)
+
+
+def _load_polygons(path: Path | None, id_field: str | None) -> CommunityIndex | None:
+    """A CommunityIndex from a GeoJSON file, or None (the run then asks the database)."""
+    if path is None:
+        return None
+    if not id_field:
+        raise typer.BadParameter("--communities needs --id-field (the property holding the id)")
+    from geo.assign import CommunityIndex
+    from hub.store.communities import read_communities
+
+    rows, _ = read_communities(path, id_field, id_field)
+    return CommunityIndex.build([r.id for r in rows], [r.geom for r in rows])
+
+
+@contextmanager
+def _progress(console: Console, path: Path) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr; yields a callback taking the rows read so far."""
+    total = _estimate_rows(path)
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(f"{path.name}: read, convert, send", total=total)
+        yield lambda rows: progress.update(task, completed=rows)
+
+
+def _estimate_rows(path: Path) -> int | None:
+    try:
+        with path.open("rb") as f:
+            lines = sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b""))
+        return max(lines - 1, 0)  # minus the header; quoted newlines make it an estimate
+    except OSError:
+        return None  # open_csv reports it properly

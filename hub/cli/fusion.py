@@ -1,7 +1,51 @@
-"""``hub fusion``: Fusion worker: Kafka -> validated, deduplicated events in PostGIS."""
+"""``hub fusion``: the fusion worker."""
 
 from __future__ import annotations
 
-import typer
+import logging
+import signal
+from types import FrameType
 
-app = typer.Typer(help="Fusion worker: Kafka -> validated, deduplicated events in PostGIS.", no_args_is_help=True)
+import typer
+from prometheus_client import start_http_server
+
+from hub import logs
+from hub.settings import get_settings
+
+app = typer.Typer(
+    help="Fusion worker: Kafka -> validated, deduplicated events in PostGIS.", no_args_is_help=True
+)
+log = logging.getLogger("hub.fusion")
+
+
+@app.command()
+def run(
+    log_level: str = typer.Option("INFO", help="Log level (JSON lines on stderr)."),
+) -> None:
+    """Consume hub.events.v1 in a consumer group and store events in PostGIS until stopped.
+
+    Serves Prometheus metrics on 127.0.0.1:HUB_FUSION_METRICS_PORT (0 disables them).
+    SIGTERM/SIGINT finish the current batch, then leave the group.
+    """
+    from hub.fusion.worker import FusionWorker
+
+    logs.configure(log_level)
+    settings = get_settings()
+    worker = FusionWorker(settings)
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("stopping", extra={"signal": signal.Signals(signum).name})
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+
+    def _serve_metrics() -> None:
+        # Serving metrics doubles as the readiness signal: only once the group is joined.
+        if settings.fusion_metrics_port:
+            start_http_server(
+                settings.fusion_metrics_port, addr="127.0.0.1", registry=worker.metrics.registry
+            )
+        log.info("fusion ready", extra={"metrics_port": settings.fusion_metrics_port})
+
+    worker.run(on_ready=_serve_metrics)

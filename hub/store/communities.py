@@ -48,7 +48,9 @@ def _as_multipolygon(geom: BaseGeometry) -> MultiPolygon | None:
     return MultiPolygon(parts) if parts else None
 
 
-def read_communities(path: Path, id_field: str, name_field: str) -> tuple[list[CommunityRow], ImportReport]:
+def read_communities(
+    path: Path, id_field: str, name_field: str
+) -> tuple[list[CommunityRow], ImportReport]:
     """Parse a GeoJSON FeatureCollection of (multi)polygons into community rows."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -101,7 +103,9 @@ RETURNING (xmax = 0) AS inserted
 """
 
 
-def upsert_communities(conn: psycopg.Connection, rows: list[CommunityRow], report: ImportReport) -> None:
+def upsert_communities(
+    conn: psycopg.Connection, rows: list[CommunityRow], report: ImportReport
+) -> None:
     """Insert or update (never duplicate) the rows, in the caller's transaction."""
     with conn.cursor() as cur:
         for row in rows:
@@ -111,7 +115,9 @@ def upsert_communities(conn: psycopg.Connection, rows: list[CommunityRow], repor
             (report.inserted if result and result[0] else report.updated).append(row.id)
 
 
-def import_communities(conn: psycopg.Connection, path: Path, id_field: str, name_field: str) -> ImportReport:
+def import_communities(
+    conn: psycopg.Connection, path: Path, id_field: str, name_field: str
+) -> ImportReport:
     rows, report = read_communities(path, id_field, name_field)
     with conn.transaction():
         upsert_communities(conn, rows, report)

@@ -46,4 +46,6 @@ def drop_database(settings: Settings) -> None:
     name = str(conninfo_to_dict(settings.sync_database_url).get("dbname"))
     admin = make_conninfo(settings.sync_database_url, dbname="postgres")
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )

@@ -1,0 +1,30 @@
+"""Connectors: community data in, hub events out (through a durable outbox into Kafka).
+
+The programmatic entry points:
+
+- ``run_csv(path, mapping, settings, ...) -> ConnectorReport``: one CSV replay, end to end.
+- ``convert_rows(rows, mapping, ...) -> Conversion``: the pure row -> event conversion.
+- ``load_mapping(path) -> Mapping``: a TOML column mapping (every key: ``connectors.mapping``).
+"""
+
+from connectors.csv_source import Conversion, Reject, SourceError, convert_rows, event_id_for
+from connectors.mapping import Mapping, MappingError, load_mapping
+from connectors.outbox import Outbox, OutboxBusy
+from connectors.report import ConnectorReport
+from connectors.run import RunOptions, run_csv
+
+__all__ = [
+    "ConnectorReport",
+    "Conversion",
+    "Mapping",
+    "MappingError",
+    "Outbox",
+    "OutboxBusy",
+    "Reject",
+    "RunOptions",
+    "SourceError",
+    "convert_rows",
+    "event_id_for",
+    "load_mapping",
+    "run_csv",
+]

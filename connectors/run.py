@@ -1,0 +1,199 @@
+"""One connector run: rows -> events -> durable outbox -> Kafka, with a report.
+
+Each chunk of converted events is committed to the outbox (one transaction) before any of it
+is handed to the producer; rows leave the outbox only once the broker acknowledged them.
+Events an earlier run left behind are sent first.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import shapely
+from shapely.geometry import shape
+
+from connectors.csv_source import (
+    Conversion,
+    RejectsWriter,
+    Row,
+    RowConverter,
+    chunks,
+    open_csv,
+)
+from connectors.mapping import Mapping
+from connectors.outbox import Outbox, default_outbox_path
+from connectors.publisher import Publisher
+from connectors.report import ConnectorReport
+from geo.assign import CommunityIndex
+from geo.tiles import tile_key
+from hub.settings import Settings
+from schemas.event import Event
+
+log = logging.getLogger(__name__)
+
+CHUNK_ROWS = 20_000  # rows converted, committed to the outbox and sent together
+
+
+class ConnectorConfigError(ValueError):
+    """The run is not configured well enough to start (the message says what to set)."""
+
+
+@dataclass
+class RunOptions:
+    communities: CommunityIndex | None = None  # None: the hub database's polygons, if reachable
+    rejects_path: Path | None = None
+    outbox_path: Path | None = None  # None: state_dir/outbox/{system}.sqlite
+    max_wait: float = 30.0  # total seconds to keep retrying an unreachable broker
+    chunk_rows: int = CHUNK_ROWS
+    on_progress: Callable[[int], None] | None = None  # called with the rows read so far
+
+
+def event_key(event: Event, zoom: int) -> bytes:
+    """Kafka key: the coarse tile of the point (of the centroid, for other geometries)."""
+    geom = event.geometry
+    if geom.type == "Point":
+        lon, lat = geom.coordinates[0], geom.coordinates[1]
+    else:
+        centroid = shapely.centroid(shape(geom.model_dump()))
+        lon, lat = centroid.x, centroid.y
+    return tile_key(lon, lat, zoom)
+
+
+def database_communities(settings: Settings) -> Callable[[], CommunityIndex | None]:
+    """A loader of the hub's community polygons, asked only if some row needs them."""
+
+    def load() -> CommunityIndex | None:
+        from hub.store.communities import load_index
+        from hub.store.db import connect
+
+        try:
+            with connect(settings) as conn:
+                index = load_index(conn)
+        except psycopg.Error as exc:
+            log.warning(
+                "no community polygons: database unreachable; events go out without community",
+                extra={"error": str(exc).strip()},
+            )
+            return None
+        return index if len(index) else None
+
+    return load
+
+
+def run_csv(
+    path: Path,
+    mapping: Mapping,
+    settings: Settings,
+    *,
+    communities: CommunityIndex | None = None,
+    rejects_path: Path | None = None,
+    outbox_path: Path | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    max_wait: float = 30.0,
+    chunk_rows: int = CHUNK_ROWS,
+) -> ConnectorReport:
+    """Replay a CSV file through the outbox into ``settings.events_topic``.
+
+    Raises ``SourceError``/``MappingError`` when the file or mapping cannot be used,
+    ``ConnectorConfigError`` when a setting is missing (``HUB_REPORTER_KEY``) and ``OutboxBusy``
+    when another process holds the outbox; a broker that never answers is not an exception:
+    the report says what is left in the outbox (``report.delivered``, ``report.pending``).
+    """
+    options = RunOptions(communities, rejects_path, outbox_path, max_wait, chunk_rows, on_progress)
+    return CsvRun(path, mapping, settings, options).run()
+
+
+class CsvRun:
+    def __init__(
+        self, path: Path, mapping: Mapping, settings: Settings, options: RunOptions
+    ) -> None:
+        self.path, self.mapping, self.settings, self.options = path, mapping, settings, options
+        self.outbox_path = options.outbox_path or default_outbox_path(
+            settings, mapping.source.system
+        )
+        key = settings.reporter_key.get_secret_value() if settings.reporter_key else ""
+        if mapping.source.reporter and not key:
+            raise ConnectorConfigError(
+                "the mapping names a [source] reporter column: set HUB_REPORTER_KEY so "
+                "reporters are published only as pseudonyms"
+            )
+        self.reporter_key = key.encode() or None
+
+    def run(self) -> ConnectorReport:
+        started = time.monotonic()
+        report = ConnectorReport(str(self.path), self.mapping.source.system, str(self.outbox_path))
+        with open_csv(self.path, self.mapping) as (header, rows):
+            self.mapping.check_header(header, str(self.path))
+            rejects = (
+                RejectsWriter(self.options.rejects_path, header)
+                if self.options.rejects_path
+                else None
+            )
+            try:
+                with Outbox(self.outbox_path) as outbox:
+                    self._ship(rows, outbox, rejects, report)
+            finally:
+                if rejects is not None:
+                    rejects.close()
+        report.elapsed_s = time.monotonic() - started
+        return report
+
+    def _ship(
+        self,
+        rows: Iterable[Row],
+        outbox: Outbox,
+        rejects: RejectsWriter | None,
+        report: ConnectorReport,
+    ) -> None:
+        communities = self.options.communities or database_communities(self.settings)
+        converter = RowConverter(
+            self.mapping, communities=communities, reporter_key=self.reporter_key
+        )
+        publisher = Publisher(self.settings, outbox, max_wait=self.options.max_wait)
+        try:
+            acked_before = outbox.acked()
+            publisher.start()
+            # Events an earlier run left pending and start() just delivered: when this file
+            # holds them too they are this run's events, already in Kafka; not sent twice.
+            sent_first = outbox.acked_ids(acked_before, publisher.boundary)
+            for chunk in chunks(rows, self.options.chunk_rows):
+                conv = self._convert(converter, chunk, report, rejects)
+                fresh = [e for e in conv.events if e.event_id.bytes not in sent_first]
+                report.events_produced += len(conv.events) - len(fresh)
+                publisher.submit(outbox.put(self._records(fresh)))
+                if self.options.on_progress is not None:
+                    self.options.on_progress(report.rows_read)
+            publisher.drain()
+        finally:
+            publisher.close()
+        report.earlier_delivered = publisher.acked.old - report.events_produced
+        report.events_produced += publisher.acked.new
+        report.pending = outbox.count()
+        report.broker_error = None if report.delivered else publisher.last_error
+
+    def _records(self, events: list[Event]) -> Iterator[tuple[uuid.UUID, bytes, bytes]]:
+        zoom = self.settings.tile_zoom
+        return ((e.event_id, event_key(e, zoom), e.to_json()) for e in events)
+
+    def _convert(
+        self,
+        converter: RowConverter,
+        chunk: list[Row],
+        report: ConnectorReport,
+        rejects: RejectsWriter | None,
+    ) -> Conversion:
+        conv = converter.convert(chunk, first_row=report.rows_read + 1)
+        report.rows_read += len(chunk)
+        report.rejected += len(conv.rejects)
+        report.reasons.update(r.reason for r in conv.rejects)
+        report.notes.update(conv.notes)
+        report.unassigned += conv.unassigned
+        if rejects is not None:
+            rejects.write(conv.rejects)
+        return conv

@@ -1,0 +1,157 @@
+"""RFC 9457 problem details: every error the API returns is ``application/problem+json``.
+
+Handlers are registered by :func:`add_exception_handlers`; endpoints raise :class:`ApiError`
+subclasses (or FastAPI's ``HTTPException``) and never build error responses themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+log = logging.getLogger("hub.api")
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem details object."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "about:blank",
+                    "title": "Bad Request",
+                    "status": 400,
+                    "detail": "limit: Input should be less than or equal to 10000",
+                    "instance": "/v1/events",
+                }
+            ]
+        },
+    )
+
+    type: str = Field("about:blank", description="URI reference identifying the problem type")
+    title: str = Field(description="short summary of the problem type")
+    status: int = Field(description="the HTTP status code")
+    detail: str | None = Field(None, description="explanation specific to this occurrence")
+    instance: str | None = Field(None, description="the request path that failed")
+
+
+class ProblemResponse(Response):
+    media_type = PROBLEM_MEDIA_TYPE
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+class ApiError(Exception):
+    """An error with a known HTTP status; its message becomes the problem ``detail``."""
+
+    status_code = 500
+
+
+class BadRequest(ApiError):
+    status_code = 400
+
+
+class NotFound(ApiError):
+    status_code = 404
+
+
+class ServiceUnavailable(ApiError):
+    status_code = 503
+
+
+def problem(
+    request: Request,
+    status: int,
+    detail: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> ProblemResponse:
+    body: dict[str, Any] = {
+        "type": "about:blank",  # plain HTTP semantics: title is the status phrase (RFC 9457 4.2.1)
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+        **extra,
+    }
+    return ProblemResponse(body, status_code=status, headers=headers)
+
+
+def _validation_detail(exc: RequestValidationError) -> tuple[str, list[dict[str, str]]]:
+    # loc is ("query", "limit") or ("path", "event_id"): name the parameter, not the plumbing.
+    errors = [
+        {
+            "in": str(err["loc"][0]) if err.get("loc") else "request",
+            "parameter": ".".join(str(p) for p in err.get("loc", ())[1:]),
+            "message": str(err.get("msg", "invalid")),
+        }
+        for err in exc.errors()
+    ]
+    detail = "; ".join(f"{e['parameter'] or e['in']}: {e['message']}" for e in errors)
+    return detail, errors
+
+
+async def _on_api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return problem(request, exc.status_code, str(exc) or None)
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> Response:
+    # FastAPI answers 422 by default; bad parameters are a plain 400 Bad Request here.
+    assert isinstance(exc, RequestValidationError)
+    detail, errors = _validation_detail(exc)
+    return problem(request, 400, detail, errors=errors)
+
+
+async def _on_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    detail: str | None = str(exc.detail)
+    if detail == HTTPStatus(exc.status_code).phrase:  # Starlette's default says nothing new
+        detail = _default_details.get(exc.status_code, "{method} {path}").format(
+            method=request.method, path=request.url.path
+        )
+    return problem(request, exc.status_code, detail, headers=exc.headers)
+
+
+_default_details = {
+    404: "nothing at {path}",
+    405: "{method} is not allowed on {path}",
+}
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> Response:
+    # Log the traceback; never leak internals into the response.
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(request, 500, "internal error; see the server log")
+
+
+def add_exception_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _on_api_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_exception)
+    app.add_exception_handler(Exception, _on_unexpected)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for the given error statuses (schema ``Problem``)."""
+    return {
+        status: {
+            "description": HTTPStatus(status).phrase,
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in statuses
+    }

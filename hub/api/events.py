@@ -1,0 +1,271 @@
+"""``/v1/events``: the fused event log as GeoJSON, filtered and paged by ingest sequence."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import re
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import Row
+
+from hub.api.deps import SessionDep, SettingsDep
+from hub.api.errors import BadRequest, NotFound, problem_responses
+from hub.api.geojson import (
+    FeatureBase,
+    FeatureCollectionBase,
+    GeoJSONResponse,
+    Link,
+    absolute_url,
+    dumps,
+    fragment,
+    link,
+)
+from hub.store import queries
+from hub.store.queries import BBox, EventFilter
+from schemas.event import Category, Certainty, Geometry, Kind, Severity, Status, Urgency
+
+router = APIRouter(tags=["events"])
+
+MAX_LIMIT = 10_000
+
+
+class EventSource(BaseModel):
+    system: str
+    connector: str
+    reporter: str | None = None
+
+
+class EventProperties(BaseModel):
+    seq: int = Field(description="monotonic ingest sequence; the order of the collection")
+    community_id: str
+    kind: Kind
+    category: Category
+    severity: Severity
+    urgency: Urgency
+    certainty: Certainty
+    status: Status
+    event_type: str
+    observed_at: datetime = Field(description="UTC with Z", examples=["2018-12-01T08:25:00Z"])
+    source: EventSource
+    properties: dict[str, Any] = Field(description="the event's own, kind-specific properties")
+    refs: list[uuid.UUID] = Field(description="event ids this event updates or cancels")
+    ingested_at: datetime = Field(description="when the hub stored it (UTC with Z)")
+
+
+class EventFeature(FeatureBase):
+    id: uuid.UUID = Field(description="the event_id")
+    geometry: Geometry
+    properties: EventProperties
+    links: list[Link] | None = None
+
+
+class EventCollection(FeatureCollectionBase):
+    features: list[EventFeature]
+    numberReturned: int
+
+
+# --- parameters -----------------------------------------------------------------------------
+
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
+
+
+def parse_rfc3339(name: str, value: str) -> datetime:
+    """An RFC 3339 timestamp with an explicit offset; anything else is a 400."""
+    if not _RFC3339.fullmatch(value):
+        hint = ""
+        if re.search(r"\d \d{2}:\d{2}$", value):  # an unencoded '+' arrives as a space
+            hint = " (a '+' in a URL must be encoded as %2B)"
+        raise BadRequest(
+            f"{name}: {value!r} is not an RFC 3339 timestamp with an offset, "
+            f"e.g. 2018-12-01T08:00:00Z or 2018-12-01T00:00:00-08:00{hint}"
+        )
+    try:
+        return datetime.fromisoformat(value.upper())
+    except ValueError as exc:  # well-formed but impossible, e.g. month 13
+        raise BadRequest(f"{name}: {value!r} is not a valid date-time ({exc})") from exc
+
+
+def parse_bbox(value: str) -> BBox:
+    parts = value.split(",")
+    if len(parts) != 4:
+        raise BadRequest(f"bbox: expected 4 numbers minLon,minLat,maxLon,maxLat, got {len(parts)}")
+    try:
+        nums = [float(p) for p in parts]
+    except ValueError as exc:
+        raise BadRequest(f"bbox: {value!r} holds a value that is not a number") from exc
+    if not all(math.isfinite(n) for n in nums):
+        raise BadRequest("bbox: values must be finite numbers")
+    min_lon, min_lat, max_lon, max_lat = nums
+    if not (-180 <= min_lon <= 180 and -180 <= max_lon <= 180):
+        raise BadRequest("bbox: longitudes must be within [-180, 180]")
+    if not (-90 <= min_lat <= 90 and -90 <= max_lat <= 90):
+        raise BadRequest("bbox: latitudes must be within [-90, 90]")
+    if min_lon > max_lon or min_lat > max_lat:
+        raise BadRequest(
+            "bbox: minimum greater than maximum (boxes across the antimeridian are not supported)"
+        )
+    return BBox(min_lon, min_lat, max_lon, max_lat)
+
+
+def encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"s{seq}".encode()).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str) -> int:
+    """The ``seq`` after which the next page starts; a cursor we did not issue is a 400."""
+    try:
+        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadRequest("cursor: malformed; use the href of a 'next' link as it is") from exc
+    match = re.fullmatch(rb"s(\d{1,18})", raw)
+    if match is None:
+        raise BadRequest("cursor: malformed; use the href of a 'next' link as it is")
+    return int(match.group(1))
+
+
+def _text(description: str) -> Any:
+    return Query(description=description, min_length=1, max_length=200)
+
+
+def event_filter(
+    bbox: Annotated[
+        str | None,
+        Query(
+            description="minLon,minLat,maxLon,maxLat (WGS84); events whose geometry intersects it",
+            examples=["-122.42,37.77,-122.40,37.79"],
+        ),
+    ] = None,
+    community: Annotated[str | None, _text("community id, exact; URL-encoded")] = None,
+    category: Annotated[str | None, _text("CAP category, e.g. Fire")] = None,
+    event_type: Annotated[str | None, _text("e.g. fire")] = None,
+    since: Annotated[
+        str | None,
+        Query(
+            description="observed_at >= since; RFC 3339 with an offset",
+            examples=["2018-12-01T00:00:00-08:00"],
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        Query(
+            description="observed_at < until (exclusive); RFC 3339 with an offset",
+            examples=["2018-12-02T00:00:00Z"],
+        ),
+    ] = None,
+) -> EventFilter:
+    return EventFilter(
+        bbox=parse_bbox(bbox) if bbox is not None else None,
+        community=community,
+        category=category,
+        event_type=event_type,
+        since=parse_rfc3339("since", since) if since is not None else None,
+        until=parse_rfc3339("until", until) if until is not None else None,
+    )
+
+
+# --- output ---------------------------------------------------------------------------------
+
+
+def event_feature(row: Row[Any]) -> dict[str, Any]:
+    return {
+        "type": "Feature",
+        "id": row.event_id,
+        "geometry": fragment(row.geometry),
+        "properties": {
+            "seq": row.seq,
+            "community_id": row.community_id,
+            "kind": row.kind,
+            "category": row.category,
+            "severity": row.severity,
+            "urgency": row.urgency,
+            "certainty": row.certainty,
+            "status": row.status,
+            "event_type": row.event_type,
+            # datetimes in UTC from the store; dumps() writes them with Z
+            "observed_at": row.observed_at,
+            "source": {
+                "system": row.source_system,
+                "connector": row.source_connector,
+                "reporter": row.reporter,
+            },
+            "properties": fragment(row.properties),
+            "refs": fragment(row.refs),
+            "ingested_at": row.ingested_at,
+        },
+    }
+
+
+# --- endpoints ------------------------------------------------------------------------------
+
+
+@router.get(
+    "/v1/events",
+    name="list_events",
+    summary="Events as a GeoJSON FeatureCollection",
+    description="Ordered by ingest sequence (`seq`). Follow the `next` link to page; it keeps "
+    "the filters. Filters combine with AND.",
+    response_class=GeoJSONResponse,
+    response_model=EventCollection,
+    responses=problem_responses(400, 500),
+)
+def list_events(
+    request: Request,
+    settings: SettingsDep,
+    session: SessionDep,
+    filters: Annotated[EventFilter, Depends(event_filter)],
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="page size")] = 100,
+    cursor: Annotated[str | None, Query(description="opaque; from a next link")] = None,
+) -> GeoJSONResponse:
+    after = decode_cursor(cursor) if cursor is not None else None
+    rows, more = queries.list_events(session, filters, after_seq=after, limit=limit)
+    path = request.app.url_path_for("list_events")
+    params = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
+    self_params = params + ([("cursor", cursor)] if cursor is not None else [])
+    links = [link("self", absolute_url(request, settings, path, self_params))]
+    if more:
+        next_params = [*params, ("cursor", encode_cursor(rows[-1].seq))]
+        links.append(link("next", absolute_url(request, settings, path, next_params)))
+    body = {
+        "type": "FeatureCollection",
+        "features": [event_feature(r) for r in rows],
+        "links": links,
+        "numberReturned": len(rows),
+    }
+    return GeoJSONResponse(dumps(body))
+
+
+@router.get(
+    "/v1/events/{event_id}",
+    name="get_event",
+    summary="One event as a GeoJSON Feature",
+    response_class=GeoJSONResponse,
+    response_model=EventFeature,
+    responses=problem_responses(400, 404, 500),
+)
+def get_event(
+    request: Request,
+    settings: SettingsDep,
+    session: SessionDep,
+    event_id: Annotated[uuid.UUID, Path(description="the event_id")],
+) -> GeoJSONResponse:
+    row = queries.get_event(session, event_id)
+    if row is None:
+        raise NotFound(f"no event {event_id}")
+    feature = event_feature(row)
+    app = request.app
+    here = app.url_path_for("get_event", event_id=str(event_id))
+    feature["links"] = [
+        link("self", absolute_url(request, settings, here)),
+        link(
+            "collection", absolute_url(request, settings, request.app.url_path_for("list_events"))
+        ),
+    ]
+    return GeoJSONResponse(dumps(feature))

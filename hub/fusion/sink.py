@@ -1,0 +1,187 @@
+"""The PostgreSQL side of fusion: one transaction per batch holds the events, the community
+stats, the counters AND the consumer offsets, so a crash at any point changes nothing.
+
+Rows travel as CSV written by polars (no per-row Python work) into a temporary staging table
+through COPY, then ``INSERT ... ON CONFLICT (event_id) DO NOTHING``: the unique constraint is
+the second wall against duplicates.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import polars as pl
+import psycopg
+
+log = logging.getLogger(__name__)
+
+STAGE_COLUMNS = [
+    "event_id",
+    "community_id",
+    "kind",
+    "category",
+    "severity",
+    "urgency",
+    "certainty",
+    "status",
+    "event_type",
+    "observed_at",
+    "source_system",
+    "source_connector",
+    "reporter",
+    "properties",
+    "refs",
+    "sent_ms",
+    "partition",
+    "offset",
+    "geom_wkb",
+]
+
+_CREATE_STAGE = """
+CREATE TEMP TABLE IF NOT EXISTS fusion_stage (
+    idx bigint, event_id uuid, community_id text, kind text, category text, severity text,
+    urgency text, certainty text, status text, event_type text, observed_at timestamptz,
+    source_system text, source_connector text, reporter text, properties jsonb, refs uuid[],
+    sent_ms bigint, partition int, "offset" bigint, geom_wkb geometry
+) ON COMMIT DELETE ROWS
+"""
+
+_COPY = (
+    "COPY fusion_stage (idx, "
+    + ", ".join(f'"{c}"' for c in STAGE_COLUMNS)
+    + ") FROM STDIN (FORMAT csv)"
+)
+
+_INSERT = """
+WITH ins AS (
+    INSERT INTO event (event_id, community_id, kind, category, severity, urgency, certainty,
+        status, event_type, observed_at, geom, source_system, source_connector, reporter,
+        properties, refs, sent_at, kafka_partition, kafka_offset)
+    SELECT event_id, community_id, kind, category, severity, urgency, certainty, status,
+        event_type, observed_at, ST_SetSRID(geom_wkb, 4326), source_system, source_connector,
+        reporter, properties, refs, to_timestamp(sent_ms / 1000.0), partition, "offset"
+    FROM fusion_stage ORDER BY partition, "offset"
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING community_id, observed_at, ingested_at
+), agg AS (
+    SELECT community_id, count(*) AS n, max(ingested_at) AS last_event_at,
+           max(observed_at) AS last_observed_at
+    FROM ins GROUP BY community_id
+), stats AS (
+    INSERT INTO community_stats AS cs (community_id, events_stored, last_event_at, last_observed_at)
+    SELECT community_id, n, last_event_at, last_observed_at FROM agg
+    ON CONFLICT (community_id) DO UPDATE SET
+        events_stored = cs.events_stored + EXCLUDED.events_stored,
+        last_event_at = GREATEST(cs.last_event_at, EXCLUDED.last_event_at),
+        last_observed_at = GREATEST(cs.last_observed_at, EXCLUDED.last_observed_at)
+)
+SELECT coalesce(sum(n), 0)::bigint FROM agg
+"""
+
+_OFFSETS = """
+INSERT INTO consumer_offset (group_id, topic, partition, next_offset, topic_id, updated_at)
+VALUES (%s, %s, %s, %s, %s, now())
+ON CONFLICT (group_id, topic, partition) DO UPDATE SET
+    next_offset = EXCLUDED.next_offset, topic_id = EXCLUDED.topic_id, updated_at = now()
+"""
+
+_STATS = """
+INSERT INTO fusion_stats AS f (group_id, consumed, stored, duplicates, dlq, updated_at)
+VALUES (%s, %s, %s, %s, %s, now())
+ON CONFLICT (group_id) DO UPDATE SET consumed = f.consumed + EXCLUDED.consumed,
+    stored = f.stored + EXCLUDED.stored, duplicates = f.duplicates + EXCLUDED.duplicates,
+    dlq = f.dlq + EXCLUDED.dlq, updated_at = now()
+"""
+
+
+@dataclass(frozen=True)
+class StoredOffset:
+    next_offset: int
+    topic_id: str | None
+
+
+@dataclass(frozen=True)
+class BatchCounts:
+    consumed: int
+    duplicates_in_batch: int
+    dlq: int
+
+
+def to_csv(frame: pl.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    frame.select(["idx", *STAGE_COLUMNS]).write_csv(buf, include_header=False)
+    return buf.getvalue()
+
+
+class PostgresSink:
+    """Writes batches on an autocommit connection (not thread-safe: one sink per writer)."""
+
+    def __init__(self, conn: psycopg.Connection, group_id: str, topic: str) -> None:
+        self.conn = conn
+        self.group_id = group_id
+        self.topic = topic
+        with conn.transaction():
+            conn.execute(_CREATE_STAGE)
+
+    def load_offsets(self) -> dict[int, StoredOffset]:
+        rows = self.conn.execute(
+            "SELECT partition, next_offset, topic_id FROM consumer_offset"
+            " WHERE group_id = %s AND topic = %s",
+            (self.group_id, self.topic),
+        ).fetchall()
+        return {p: StoredOffset(o, t) for p, o, t in rows}
+
+    def write(
+        self,
+        frame: pl.DataFrame,
+        offsets: Mapping[int, int],
+        topic_id: str | None,
+        counts: BatchCounts,
+    ) -> int:
+        """Store the batch with its offsets and counters in one transaction; returns rows stored."""
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            stored = self._insert(cur, frame) if frame.height else 0
+            cur.executemany(
+                _OFFSETS,
+                [(self.group_id, self.topic, p, o, topic_id) for p, o in offsets.items()],
+            )
+            duplicates = counts.duplicates_in_batch + frame.height - stored
+            cur.execute(_STATS, (self.group_id, counts.consumed, stored, duplicates, counts.dlq))
+        return stored
+
+    def _insert(self, cur: psycopg.Cursor, frame: pl.DataFrame) -> int:
+        with cur.copy(_COPY) as copy:
+            copy.write(to_csv(frame))
+        row = cur.execute(_INSERT).fetchone()
+        return int(row[0]) if row else 0
+
+    def find_unstorable(self, frame: pl.DataFrame) -> dict[int, str]:
+        """Rows PostgreSQL refuses (bad geometry, vanished community...): {idx: error}.
+
+        A dry run, one savepoint per row, rolled back at the end; only used after a batch
+        failed, so that one poison row cannot stop the stream.
+        """
+        bad: dict[int, str] = {}
+        try:
+            with self.conn.transaction(force_rollback=True), self.conn.cursor() as cur:
+                for row in frame.iter_slices(1):
+                    try:
+                        with self.conn.transaction():
+                            self._insert(cur, row)
+                    except psycopg.Error as exc:
+                        bad[int(row["idx"][0])] = str(exc).splitlines()[0][:300]
+        finally:
+            self.conn.rollback()
+        return bad
+
+
+def partition_next_offsets(partitions: Iterable[int], offsets: Iterable[int]) -> dict[int, int]:
+    """Next offset to read per partition (highest consumed + 1)."""
+    nxt: dict[int, int] = {}
+    for p, o in zip(partitions, offsets, strict=True):
+        if o + 1 > nxt.get(p, -1):
+            nxt[p] = o + 1
+    return nxt

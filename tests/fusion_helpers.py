@@ -1,0 +1,85 @@
+"""Helpers for the pipeline tests: produce a workload, run fusion until a condition holds."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+
+from kafka import KafkaConsumer
+
+from hub.bus.kafka import producer
+from hub.fusion.worker import FusionWorker
+from hub.settings import Settings
+from hub.store.db import connect
+
+
+def produce(settings: Settings, messages: Iterable[tuple[bytes | None, bytes | None]]) -> int:
+    p = producer(settings)
+    n = 0
+    for key, value in messages:
+        p.send(settings.events_topic, key=key, value=value)
+        n += 1
+    p.flush()
+    p.close()
+    return n
+
+
+def fusion_stats(settings: Settings) -> dict[str, int]:
+    with connect(settings) as conn:
+        row = conn.execute(
+            "SELECT consumed, stored, duplicates, dlq FROM fusion_stats WHERE group_id = %s",
+            (settings.consumer_group,),
+        ).fetchone()
+    return dict(zip(("consumed", "stored", "duplicates", "dlq"), row or (0, 0, 0, 0), strict=True))
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(0.1)
+
+
+@contextmanager
+def running_worker(settings: Settings) -> Iterator[FusionWorker]:
+    """A fusion worker on a thread of this process; stopped and joined on exit."""
+    worker = FusionWorker(settings)
+    errors: list[BaseException] = []
+
+    def _run() -> None:
+        try:
+            worker.run()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=_run, name="fusion-test")
+    thread.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        thread.join(60)
+    if errors:
+        raise errors[0]
+
+
+def consume_all(settings: Settings, topic: str, expected: int, timeout_s: float = 30) -> list:
+    """Every record of ``topic`` (no group), waiting until at least ``expected`` arrived."""
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=2000,
+    )
+    out: list = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(out) < expected and time.monotonic() < deadline:
+            out.extend(consumer)
+    finally:
+        consumer.close()
+    return out
