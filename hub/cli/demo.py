@@ -1,3 +1,143 @@
-"""``hub demo``: the SF replay on the real stack."""
+"""``hub demo``: the SF replay on the real stack (broker, fusion, PostGIS, API)."""
 
 from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.live import Live
+
+from hub import logs
+from hub.settings import Settings, get_settings
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="demo", help=DEMO_HELP)(demo)
+
+
+DEMO_HELP = (
+    "Replay December 2018's real SFPD incident reports through one CSV connector per SF "
+    "neighbourhood (41 communities) into Kafka; fusion stores them in PostGIS; the API serves "
+    "them. Shows a live view, then a summary per community and the URLs to open. Without "
+    "--once the stack keeps running until Ctrl-C, then what the demo started is stopped."
+)
+
+
+def demo(
+    once: bool = typer.Option(
+        False, "--once", help="Exit 0 once the replay has drained, stopping what it started."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the summary as one JSON object on the last line of stdout."
+    ),
+    log_level: str = typer.Option("WARNING", help="Log level of the demo process itself."),
+) -> None:
+    """Run the SF replay demo (see DEMO_HELP)."""
+    from hub.stack import local
+
+    logs.configure(log_level)
+    settings = get_settings()
+    out = Console(stderr=as_json)  # with --json, stdout carries only the JSON line
+    with out.status("starting the local stack (broker, migrations, fusion, API)..."):
+        report = local.up(settings)
+    started = report.started
+    try:
+        summary = _replay(settings, out)
+        out.print(_summary_renderables(summary))
+        out.print(local_urls_table(settings))
+        ok = _check_totals(summary, out)
+        if as_json:
+            print(json.dumps(summary, separators=(",", ":")), flush=True)
+        if not ok:
+            raise typer.Exit(1)
+        if not once:
+            out.print(
+                "[bold green]The hub is running.[/] Press Ctrl-C to stop what the demo started."
+            )
+            _wait_for_ctrl_c()
+    finally:
+        if started:
+            local.down(settings, services=started)
+
+
+def _replay(settings: Settings, out: Console) -> dict[str, Any]:
+    from hub.demo import replay as r
+    from hub.demo.counters import community_counts, fusion_counters
+    from hub.demo.view import LiveView, consumer_lag
+    from hub.stack.local import fusion_metrics_url
+
+    communities = r.import_sf_communities(settings)
+    out.print(f"[bold]{communities}[/] communities imported from {r.NEIGHBOURHOODS.name}")
+    before, per_before = fusion_counters(settings), community_counts(settings)
+    started_at = datetime.now(UTC)
+    work_dir = Path(settings.state_dir) / "demo"
+    progress = r.Progress()
+    reports: list[Any] = []
+    errors: list[BaseException] = []
+
+    def _run() -> None:
+        try:
+            reports.extend(r.replay(settings, work_dir, progress))
+        except BaseException as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=_run, name="demo-replay")
+    worker.start()
+    metrics_url = fusion_metrics_url(settings)
+    view = LiveView(rows_total=11_884)
+    with Live(console=out, refresh_per_second=4, transient=False) as live:
+
+        def tick() -> None:
+            view.bar.update(view.task, total=progress.rows_total or None)
+            feeds = f"{progress.feeds_done}/{progress.feeds}"
+            delta = fusion_counters(settings) - before
+            live.update(view.render(progress.total_read, feeds, delta, consumer_lag(metrics_url)))
+
+        while worker.is_alive():
+            tick()
+            time.sleep(0.25)
+        if errors:
+            raise errors[0]
+        delta = r.wait_drained(settings, before, progress.produced, tick=tick)
+        tick()
+    return r.summarise(settings, reports, delta, per_before, started_at)
+
+
+def _summary_renderables(summary: dict[str, Any]) -> Any:
+    from rich.console import Group
+
+    from hub.demo.view import summary_table, totals_panel
+
+    return Group(summary_table(summary), totals_panel(summary))
+
+
+def local_urls_table(settings: Settings) -> Any:
+    from hub.demo.view import urls_table
+    from hub.stack.local import urls
+
+    return urls_table(urls(settings))
+
+
+def _check_totals(summary: dict[str, Any], out: Console) -> bool:
+    """The counts must add up; say so loudly when they do not."""
+    produced = summary["events_produced"]
+    ok = summary["rows_read"] == produced + summary["rejected_by_connector"] and produced == (
+        summary["events_stored"] + summary["duplicates_dropped"] + summary["dlq"]
+    )
+    if not ok:
+        out.print("[bold red]counts do not add up[/]: " + json.dumps(summary)[:500])
+    return ok
+
+
+def _wait_for_ctrl_c() -> None:
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass

@@ -128,7 +128,7 @@ class FusionWorker:
         self._stop.set()
 
     def run(self, on_ready: Callable[[], None] | None = None) -> None:
-        """Consume until ``stop()``; ``on_ready`` is called once the first poll returned."""
+        """Consume until ``stop()``; ``on_ready`` is called once partitions are assigned."""
         self.consumer.subscribe([self.settings.events_topic], listener=SeekToStoredOffsets(self))
         log.info(
             "fusion started",
@@ -150,7 +150,7 @@ class FusionWorker:
                     backoff = min(backoff * 2, 10.0)
                     continue
                 backoff = 0.5
-                if on_ready is not None:
+                if on_ready is not None and self.consumer.assignment():
                     on_ready()
                     on_ready = None
                 self._handle(polled)

@@ -1,0 +1,1 @@
+"""``hub demo``: replay the real SF incident reports through per-community connectors."""

@@ -1,0 +1,61 @@
+"""What the demo reads back from PostgreSQL: fusion counters, per-community stats, lag."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from hub.settings import Settings
+from hub.store.db import connect
+
+
+@dataclass(frozen=True)
+class FusionCounters:
+    consumed: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    dlq: int = 0
+
+    def __sub__(self, other: FusionCounters) -> FusionCounters:
+        return FusionCounters(
+            self.consumed - other.consumed,
+            self.stored - other.stored,
+            self.duplicates - other.duplicates,
+            self.dlq - other.dlq,
+        )
+
+
+def fusion_counters(settings: Settings) -> FusionCounters:
+    with connect(settings) as conn:
+        row = conn.execute(
+            "SELECT consumed, stored, duplicates, dlq FROM fusion_stats WHERE group_id = %s",
+            (settings.consumer_group,),
+        ).fetchone()
+    return FusionCounters(*row) if row else FusionCounters()
+
+
+def community_counts(settings: Settings) -> dict[str, int]:
+    with connect(settings) as conn:
+        rows = conn.execute(
+            "SELECT c.id, coalesce(s.events_stored, 0) FROM community c"
+            " LEFT JOIN community_stats s ON s.community_id = c.id"
+        ).fetchall()
+    return {cid: int(n) for cid, n in rows}
+
+
+def lag_percentiles(settings: Settings, since: datetime, system: str) -> dict[str, float | None]:
+    """Send (Kafka timestamp) to commit (ingest time) of the events stored since ``since``."""
+    with connect(settings) as conn:
+        row = conn.execute(
+            """
+            SELECT percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (
+                       ORDER BY extract(epoch FROM ingested_at - sent_at) * 1000)
+            FROM event WHERE ingested_at >= %s AND source_system = %s AND sent_at IS NOT NULL
+            """,
+            (since, system),
+        ).fetchone()
+    values = row[0] if row and row[0] else [None, None, None]
+    return {
+        k: (round(v, 1) if v is not None else None)
+        for k, v in zip(("p50", "p95", "p99"), values, strict=True)
+    }
