@@ -81,6 +81,8 @@ WITH ins AS (
 SELECT coalesce(sum(n), 0)::bigint FROM agg
 """
 
+EVENT_SEQ_LOCK = 0x4855_4253_4551  # "HUBSEQ": serialises event inserts from commit to commit
+
 _OFFSETS = """
 INSERT INTO consumer_offset (group_id, topic, partition, next_offset, topic_id, updated_at)
 VALUES (%s, %s, %s, %s, %s, now())
@@ -155,6 +157,9 @@ class PostgresSink:
     def _insert(self, cur: psycopg.Cursor, frame: pl.DataFrame) -> int:
         with cur.copy(_COPY) as copy:
             copy.write(to_csv(frame))
+        # Held to commit: with several fusion workers, ``seq`` values then become visible in
+        # order, so a reader paging by ``seq`` never skips a row that commits late.
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (EVENT_SEQ_LOCK,))
         row = cur.execute(_INSERT).fetchone()
         return int(row[0]) if row else 0
 

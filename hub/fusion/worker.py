@@ -185,10 +185,6 @@ class FusionWorker:
             lambda: self._store(records, good, offsets, dup_in_batch, rejects, started)
         )
 
-    def flush(self) -> None:
-        """Wait until every batch handed to the writer is committed."""
-        self.writer.drain()
-
     def _store(
         self,
         records: Sequence[Any],
