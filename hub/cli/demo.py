@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import typer
@@ -136,8 +138,19 @@ def _check_totals(summary: dict[str, Any], out: Console) -> bool:
 
 
 def _wait_for_ctrl_c() -> None:
+    """Block until SIGINT (Ctrl-C) or SIGTERM; the caller then stops what the demo started.
+
+    Handlers are installed explicitly: a process started in the background by a script
+    inherits SIGINT as ignored, and SIGTERM would otherwise end it without cleaning up.
+    """
+    stop = threading.Event()
+
+    def _on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
+        stop.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
