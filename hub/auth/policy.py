@@ -1,0 +1,85 @@
+"""What a principal may see, compiled to SQL predicates (never a filter in Python afterwards).
+
+The API adds ``EventPolicy.where`` to its query and selects ``EventPolicy.reporter`` in place of
+the reporter column, so rows and identities out of reach never leave PostgreSQL:
+
+- ``admin``: everything.
+- ``analyst``: the whole region, read-only, no reporter identities.
+- ``department``: everything inside its jurisdiction polygon, optionally limited to categories.
+- ``community``: everything of its own community; of other communities, only what lies within
+  the neighbour distance of its boundary (default 2 km), without their reporters.
+
+Spatial tests are written as ``geom && zone AND ST_Intersects(geom, zone)`` against a bound
+geometry (the jurisdiction, or the community's boundary buffered on the spheroid), so the GiST
+index on ``event.geom`` serves them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    case,
+    false,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.orm import Session
+from sqlmodel import SQLModel
+
+from hub.auth.principal import Principal
+from hub.store import models  # noqa: F401  (registers the tables in SQLModel.metadata)
+
+EVENT: Table = SQLModel.metadata.tables["event"]
+COMMUNITY: Table = SQLModel.metadata.tables["community"]
+DEFAULT_NEIGHBOUR_DISTANCE_M = 2000.0
+
+
+@dataclass(frozen=True)
+class EventPolicy:
+    where: ColumnElement[bool]
+    reporter: ColumnElement[Any]  # the reporter column, or NULL where identities are hidden
+
+
+def _within(zone_wkb: bytes) -> ColumnElement[bool]:
+    zone = func.ST_GeomFromWKB(literal(zone_wkb), 4326)
+    return and_(EVENT.c.geom.op("&&")(zone), func.ST_Intersects(EVENT.c.geom, zone))
+
+
+def neighbour_zone(session: Session, community_id: str, distance_m: float) -> bytes | None:
+    """The community's boundary grown by ``distance_m`` metres (geodesic), as WKB; None if the
+    community is unknown (its principal then sees nothing but its own rows, which are none)."""
+    grown = func.ST_Buffer(func.geography(COMMUNITY.c.geom), distance_m)
+    query = select(func.ST_AsBinary(func.geometry(grown))).where(COMMUNITY.c.id == community_id)
+    value = session.execute(query).scalar_one_or_none()
+    return bytes(value) if value is not None else None
+
+
+def event_policy(principal: Principal, zone_wkb: bytes | None = None) -> EventPolicy:
+    """Rows and reporter projection for ``principal``; ``zone_wkb`` is the community's
+    ``neighbour_zone`` (communities only)."""
+    c = EVENT.c
+    if principal.kind == "admin":
+        return EventPolicy(true(), c.reporter)
+    if principal.kind == "analyst":
+        return EventPolicy(true(), null())
+    if principal.kind == "department":
+        if principal.jurisdiction_wkb is None:
+            return EventPolicy(false(), null())
+        where = _within(principal.jurisdiction_wkb)
+        if principal.categories is not None:
+            where = and_(where, c.category.in_(sorted(principal.categories)))
+        return EventPolicy(where, c.reporter)
+    if principal.kind == "community" and principal.community_id is not None:
+        own = c.community_id == principal.community_id
+        where = or_(own, _within(zone_wkb)) if zone_wkb is not None else own
+        return EventPolicy(where, case((own, c.reporter), else_=null()))
+    return EventPolicy(false(), null())  # an unknown kind sees nothing
