@@ -14,7 +14,7 @@ import shapely
 from pyproj import Transformer
 from shapely.geometry import Point, shape
 from shapely.ops import unary_union
-from sqlalchemy import select
+from sqlalchemy import make_url, select, text
 from sqlmodel import Session
 
 from hub.auth.policy import EVENT, event_policy, neighbour_zone
@@ -22,6 +22,7 @@ from hub.auth.principal import DEFAULT_SCOPES, Kind, Principal
 from hub.bench.workload import Incident, event_json, sf_incidents
 from hub.settings import Settings
 from hub.store.db import get_engine
+from hub.store.rls import API_ROLE, set_principal
 from tests.conftest import DATA
 from tests.fusion_helpers import fusion_stats, produce, running_worker, wait_until
 
@@ -158,3 +159,54 @@ def test_unknown_or_incomplete_principals_see_nothing(
     ids = sorted(stored)
     assert _visible(base_settings, _principal("community", community_id="Atlantis"), ids) == {}
     assert _visible(base_settings, _principal("department"), ids) == {}
+
+
+# --- row-level security: the second wall ---------------------------------------------------
+
+HUB_TABLES = ("community", "community_stats", "event", "consumer_offset", "fusion_stats")
+
+
+def _as_api_role(settings: Settings) -> Settings:
+    url = make_url(settings.database_url).set(username=API_ROLE, password=None)
+    return Settings(database_url=url.render_as_string(hide_password=False))
+
+
+def test_api_role_without_principal_sees_no_row_of_any_hub_table(
+    base_settings: Settings, stored: dict[str, dict[str, Any]]
+) -> None:
+    with Session(get_engine(base_settings)) as owner:
+        assert all(owner.execute(text(f"SELECT count(*) FROM {t}")).scalar() for t in HUB_TABLES)
+    with Session(get_engine(_as_api_role(base_settings))) as api:
+        counts = {t: api.execute(text(f"SELECT count(*) FROM {t}")).scalar() for t in HUB_TABLES}
+    assert counts == dict.fromkeys(HUB_TABLES, 0)
+
+
+@pytest.mark.parametrize("kind", ["admin", "analyst", "department", "community"])
+def test_raw_sql_as_api_role_sees_exactly_the_policy_rows(
+    base_settings: Settings, stored: dict[str, dict[str, Any]], kind: Kind
+) -> None:
+    polys = _neighbourhoods()
+    extra: dict[str, Any] = {
+        "department": {
+            "jurisdiction_wkb": shapely.to_wkb(polys["Tenderloin"]),
+            "categories": frozenset({"Fire"}),
+        },
+        "community": {"community_id": "Mission"},
+    }.get(kind, {})
+    principal = _principal(kind, **extra)
+    ids = sorted(stored)
+    expected = set(_visible(base_settings, principal, ids))
+    with Session(get_engine(_as_api_role(base_settings))) as api:
+        zone = None
+        if principal.community_id:
+            set_principal(api, principal)  # its own boundary is readable once it is set
+            zone = neighbour_zone(api, principal.community_id, 2000.0)
+        set_principal(api, principal, zone)
+        rows = api.execute(
+            text("SELECT event_id::text FROM event WHERE event_id = ANY(CAST(:ids AS uuid[]))"),
+            {"ids": ids},
+        ).scalars()
+        seen = set(rows)
+        offsets = api.execute(text("SELECT count(*) FROM consumer_offset")).scalar_one()
+    assert seen == expected and expected
+    assert (offsets > 0) == (kind == "admin")
