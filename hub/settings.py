@@ -5,8 +5,49 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hub.auth.principal import DEFAULT_SCOPES, Kind
+from schemas.event import CATEGORIES
+
+
+class IssuerRole(BaseModel):
+    """What a person holding one group/role of a trusted issuer may do at the hub."""
+
+    kind: Kind
+    community_id: str | None = None
+    jurisdiction: Path | None = Field(None, description="GeoJSON file of a department's area")
+    categories: list[str] | None = None
+    scopes: list[str] | None = Field(None, description="default: the kind's default scopes")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> IssuerRole:
+        # The same rules as `hub client create`, so a misconfigured mapping fails at start-up.
+        if (self.kind == "community") != (self.community_id is not None):
+            raise ValueError("community_id is required for, and only for, kind community")
+        if (self.kind == "department") != (self.jurisdiction is not None):
+            raise ValueError("jurisdiction is required for, and only for, kind department")
+        if self.categories is not None and self.kind != "department":
+            raise ValueError("categories only narrow a department")
+        if self.categories is not None and not set(self.categories) <= set(CATEGORIES):
+            raise ValueError(f"categories are CAP words: {', '.join(CATEGORIES)}")
+        if self.scopes is not None and not set(self.scopes) <= DEFAULT_SCOPES[self.kind]:
+            raise ValueError(f"scopes beyond what kind {self.kind} may hold")
+        return self
+
+
+class TrustedIssuer(BaseModel):
+    """An OpenID Connect provider whose people's access tokens the hub accepts."""
+
+    issuer: str = Field(description="exact `iss` of its tokens")
+    jwks_url: str = Field(description="its JWKS (https, or http on loopback only)")
+    audience: str = Field("hub", description="the `aud` its tokens must carry for the hub")
+    claim: str = Field("groups", description="claim holding groups/roles; dotted for nesting")
+    mapping: dict[str, IssuerRole] = Field(
+        description="claim value -> role; the first value in this order that the person holds wins"
+    )
+    token_types: list[str] = Field(["at+jwt"], description="accepted `typ` headers")
 
 
 class Settings(BaseSettings):
@@ -38,6 +79,25 @@ class Settings(BaseSettings):
     public_url: str | None = Field(None, description="base URL for links; default from the request")
     community_quiet_period_s: int = Field(3600, ge=1, description="no events for this long: silent")
 
+    # Authorization (OAuth2 client credentials, JWT access tokens)
+    token_ttl_s: int = Field(900, ge=60, le=86_400, description="access token lifetime")
+    token_audience: str = Field("hub", description="`aud` of the hub's access tokens")
+    token_leeway_s: int = Field(30, ge=0, le=300, description="clock skew allowed on exp/nbf/iat")
+    auth_client_cache_s: float = Field(
+        1.0, ge=0, le=5, description="how long a client's revocation status may be cached"
+    )
+    trusted_issuers: list[TrustedIssuer] = Field(
+        default_factory=list, description="OpenID Connect issuers of people's tokens (JSON)"
+    )
+    jwks_timeout_s: float = Field(3.0, gt=0, le=30, description="fetching a trusted issuer's JWKS")
+    signing_key_secret: SecretStr | None = Field(
+        None, description="encrypts the token signing keys at rest (AES-256-GCM); unset: plain"
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="proxy IPs/CIDRs whose X-Forwarded-For is believed (audit client address)",
+    )
+
     # Connectors
     reporter_key: SecretStr | None = Field(
         None, description="HMAC-SHA256 key of reporter pseudonyms; raw reporters never leave"
@@ -46,6 +106,11 @@ class Settings(BaseSettings):
     # Local stack
     state_dir: Path = Path(".hub")
     broker_port: int = Field(9092, ge=1, le=65535)
+
+    @property
+    def token_issuer(self) -> str:
+        """`iss` of the hub's tokens: from the configuration, never from a request's Host."""
+        return (self.public_url or f"http://127.0.0.1:{self.api_port}").rstrip("/")
 
     @property
     def sync_database_url(self) -> str:

@@ -81,6 +81,7 @@ def list_communities(
 ) -> GeoJSONResponse:
     quiet = settings.community_quiet_period_s
     rows = queries.list_communities(session, timedelta(seconds=quiet))
+    request.state.audit_rows = len(rows)  # for the audit log
     path = request.app.url_path_for("list_communities")
     body = {
         "type": "FeatureCollection",

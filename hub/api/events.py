@@ -226,6 +226,7 @@ def list_events(
 ) -> GeoJSONResponse:
     after = decode_cursor(cursor) if cursor is not None else None
     rows, more = queries.list_events(session, filters, after_seq=after, limit=limit)
+    request.state.audit_rows = len(rows)  # for the audit log
     path = request.app.url_path_for("list_events")
     params = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
     self_params = params + ([("cursor", cursor)] if cursor is not None else [])
@@ -259,6 +260,7 @@ def get_event(
     row = queries.get_event(session, event_id)
     if row is None:
         raise NotFound(f"no event {event_id}")
+    request.state.audit_rows = 1
     feature = event_feature(row)
     app = request.app
     here = app.url_path_for("get_event", event_id=str(event_id))

@@ -8,8 +8,11 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 import hub
-from hub.api import communities, events, health, metrics
+from hub.api import communities, events, health, metrics, oauth
 from hub.api.errors import Problem, add_exception_handlers
+from hub.audit.middleware import install_audit
+from hub.auth.server import HubAuthorizationServer
+from hub.auth.tokens import TokenVerifier
 from hub.settings import Settings, get_settings
 
 DESCRIPTION = """\
@@ -32,11 +35,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics.ApiMetrics()
+    # Built now (no connection yet): a bad trusted-issuer setting fails at start-up.
+    app.state.token_verifier = TokenVerifier(settings)
+    app.state.authorization_server = HubAuthorizationServer(settings)
     add_exception_handlers(app)
     app.add_middleware(metrics.MetricsMiddleware, metrics=app.state.metrics)
-    for router in (events.router, communities.router, health.router, metrics.router):
+    for router in (events.router, communities.router, health.router, metrics.router, oauth.router):
         app.include_router(router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    install_audit(app, settings)  # last: the outermost middleware also records 401/429 answers
     return app
 
 
@@ -52,6 +59,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                 {"name": "events", "description": "The fused event log"},
                 {"name": "communities", "description": "Communities and their activity"},
                 {"name": "health", "description": "Probes and metrics"},
+                {"name": "oauth", "description": "Access tokens and the keys that verify them"},
             ],
         )
         for operations in doc.get("paths", {}).values():

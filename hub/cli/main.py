@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from hub.cli import api, bench, community, connector, db, demo, fusion, stack
+from hub.cli import api, audit, bench, client, community, connector, db, demo, fusion, keys, stack
 
 app = typer.Typer(
     name="hub",
@@ -19,6 +19,9 @@ for group, name in [
     (community.app, "community"),
     (connector.app, "connector"),
     (bench.app, "bench"),
+    (audit.app, "audit"),
+    (client.app, "client"),
+    (keys.app, "keys"),
 ]:
     app.add_typer(group, name=name)
 

@@ -1,0 +1,407 @@
+"""Access token verification (RFC 8725 best practice, RFC 9068 JWT access tokens).
+
+Two kinds of token are accepted:
+
+* the hub's own (``iss`` = the configured issuer): ``typ: at+jwt``, signed by a key of the
+  ``signing_key`` table that is active or retired less than one token lifetime ago, for a client
+  that is still registered and not revoked (looked up on each request, cached a second at most);
+* a person's, from a configured OpenID Connect issuer: signed by a key of that issuer's JWKS
+  (fetched from the configured URL, never from the token), mapped to a principal through a
+  configured claim (a group or role).
+
+Whatever the token says about how to verify it is ignored: the algorithm must be on the
+allow-list and match the key we chose, and a header that names or embeds a key (``jwk``,
+``jku``, ``x5u``, ``x5c``) or asks for extensions (``crit``) makes the token invalid.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import json
+import logging
+import threading
+import time
+import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from joserfc import jwt
+from joserfc.errors import JoseError, UnsupportedAlgorithmError
+from joserfc.jwk import ECKey, Key, OKPKey
+from joserfc.jws import JWSAlgModel, JWSRegistry
+from sqlalchemy import Engine
+
+from hub.auth import clients, keys
+from hub.auth.principal import DEFAULT_SCOPES, Principal
+from hub.settings import IssuerRole, Settings, TrustedIssuer
+
+log = logging.getLogger("hub.auth")
+
+#: The only signature algorithms accepted, whatever a token's header asks for.
+ALGORITHMS: tuple[str, ...] = ("ES256", "EdDSA")
+#: Header parameters that would let the token choose its own key or processing rules.
+FORBIDDEN_HEADERS: tuple[str, ...] = ("jwk", "jku", "x5u", "x5c", "x5t", "x5t#S256", "crit")
+MAX_TOKEN_LENGTH = 8192  # a few hundred bytes in practice; refuse to parse megabytes
+ACCESS_TOKEN_TYPE = "at+jwt"
+
+
+class InvalidToken(Exception):
+    """The token is not acceptable (401). The message is safe to show the caller."""
+
+
+class NoRole(Exception):
+    """A valid token whose holder has no role at the hub (403)."""
+
+
+class _Registry(JWSRegistry):
+    """joserfc's registry, narrowed to the allow-list, without its EdDSA naming warning.
+
+    RFC 9864 prefers the name ``Ed25519`` over ``EdDSA``; the algorithm is the same and
+    ``EdDSA`` is what issuers send today, so the warning would only be noise per request.
+    """
+
+    def get_alg(self, name: str) -> JWSAlgModel:
+        if name not in ALGORITHMS or name not in self.algorithms:
+            raise UnsupportedAlgorithmError(f"Algorithm of '{name}' is not allowed")
+        return self.algorithms[name]
+
+
+REGISTRY = _Registry(algorithms=ALGORITHMS)
+
+
+def _b64json(part: str) -> dict[str, Any]:
+    try:
+        value = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    except (binascii.Error, ValueError):
+        raise InvalidToken("malformed token") from None
+    if not isinstance(value, dict):
+        raise InvalidToken("malformed token")
+    return value
+
+
+def split_token(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Header and claims of a compact JWS, *unverified*: only to choose how to verify it."""
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise InvalidToken("token too long")
+    parts = token.split(".")
+    if len(parts) != 3:  # five parts would be an encrypted JWT, which nobody issues to the hub
+        raise InvalidToken("not a signed JWT")
+    return _b64json(parts[0]), _b64json(parts[1])
+
+
+def check_header(header: dict[str, Any]) -> tuple[str, str]:
+    """The allow-listed ``alg`` and the ``kid`` of a header, or InvalidToken."""
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in ALGORITHMS:
+        # Covers "none" and HS256 (a public key used as an HMAC secret: algorithm confusion).
+        raise InvalidToken(f"algorithm {str(alg)[:16]!r} is not accepted")
+    for name in FORBIDDEN_HEADERS:
+        if name in header:
+            raise InvalidToken(f"header parameter {name!r} is not accepted")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise InvalidToken("no key id (kid)")
+    return alg, kid
+
+
+def _check_type(header: dict[str, Any], accepted: Iterable[str]) -> None:
+    typ = header.get("typ")
+    normalized = typ.lower().removeprefix("application/") if isinstance(typ, str) else None
+    if normalized not in {t.lower().removeprefix("application/") for t in accepted}:
+        raise InvalidToken(f"token type {str(typ)[:16]!r} is not an access token")
+
+
+@dataclass(frozen=True)
+class _CachedKey:
+    key: Key
+    alg: str
+    grace_end: datetime | None  # a retired key of the hub: stops verifying then
+
+
+def _public_key(jwk: Any, grace_end: datetime | None = None) -> _CachedKey | None:
+    """A public signing key from a JWK, or None for one the hub would never accept."""
+    if not isinstance(jwk, dict) or not isinstance(jwk.get("kid"), str) or "d" in jwk:
+        return None
+    if jwk.get("use", "sig") != "sig":
+        return None
+    try:
+        if jwk.get("kty") == "EC" and jwk.get("crv") == "P-256":
+            return _CachedKey(ECKey.import_key(jwk), "ES256", grace_end)
+        if jwk.get("kty") == "OKP" and jwk.get("crv") == "Ed25519":
+            return _CachedKey(OKPKey.import_key(jwk), "EdDSA", grace_end)
+    except (JoseError, ValueError, TypeError):
+        return None
+    return None  # RSA, HMAC, other curves: not on the allow-list
+
+
+def _decode(token: str, entry: _CachedKey, alg: str) -> dict[str, Any]:
+    """Verify the signature with the key *we* chose for this kid and issuer."""
+    if entry.alg != alg or entry.key.alg not in (None, alg):
+        raise InvalidToken("algorithm does not match the key")
+    key = entry.key
+    try:
+        decoded = jwt.decode(token, key, algorithms=[alg], registry=REGISTRY)
+    except JoseError:
+        raise InvalidToken("signature does not verify") from None
+    return decoded.claims
+
+
+def _validate(claims: dict[str, Any], leeway: int, **options: Any) -> None:
+    try:
+        jwt.JWTClaimsRegistry(leeway=leeway, exp={"essential": True}, **options).validate(claims)
+    except JoseError as exc:
+        raise InvalidToken(_claim_message(exc)) from None
+
+
+def _claim_message(exc: JoseError) -> str:
+    if exc.error == "expired_token":
+        return "token expired"
+    return str(exc.description or exc.error)
+
+
+# Key and client caches -------------------------------------------------------------------
+
+
+class LocalKeys:
+    """The hub's verification keys, read from the database and cached.
+
+    An unknown kid triggers a re-read (a key rotated in by another process), at most once per
+    ``min_refresh_s`` so that tokens with random kids cannot hammer the database.
+    """
+
+    def __init__(
+        self, engine: Engine, settings: Settings, max_age_s: float = 60, min_refresh_s: float = 1
+    ) -> None:
+        self._engine, self._settings = engine, settings
+        self.max_age_s, self.min_refresh_s = max_age_s, min_refresh_s
+        self._keys: dict[str, _CachedKey] = {}
+        self._fetched = float("-inf")
+        self._lock = threading.Lock()
+
+    def _refresh(self) -> None:
+        with self._engine.connect() as conn:
+            rows = keys.verification_keys(conn, self._settings)
+        found = {k.kid: _public_key(k.public_jwk, keys.grace_end(k, self._settings)) for k in rows}
+        self._keys = {kid: entry for kid, entry in found.items() if entry is not None}
+        self._fetched = time.monotonic()
+
+    def get(self, kid: str) -> _CachedKey | None:
+        with self._lock:
+            age = time.monotonic() - self._fetched
+            if age > self.max_age_s or (kid not in self._keys and age > self.min_refresh_s):
+                self._refresh()
+            entry = self._keys.get(kid)
+        if (
+            entry is not None
+            and entry.grace_end is not None
+            and datetime.now(UTC) > entry.grace_end
+        ):
+            return None  # retired more than one token lifetime ago
+        return entry
+
+
+def is_secure_url(url: str) -> bool:
+    """https, or http to a loopback address (test issuers, a sidecar)."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return True
+    if parts.scheme != "http" or not parts.hostname:
+        return False
+    if parts.hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(parts.hostname).is_loopback
+    except ValueError:
+        return False
+
+
+class RemoteKeys:
+    """A trusted issuer's JWKS, fetched from its configured URL with a timeout, and cached."""
+
+    MAX_BYTES = 512 * 1024
+
+    def __init__(
+        self, url: str, timeout_s: float, max_age_s: float = 300, min_refresh_s: float = 10
+    ) -> None:
+        if not is_secure_url(url):
+            raise ValueError(f"JWKS URL must be https (or http on loopback): {url}")
+        self.url, self.timeout_s = url, timeout_s
+        self.max_age_s, self.min_refresh_s = max_age_s, min_refresh_s
+        self._keys: dict[str, _CachedKey] = {}
+        self._fetched = float("-inf")
+        self._lock = threading.Lock()
+
+    def _fetch(self) -> dict[str, _CachedKey]:
+        request = urllib.request.Request(self.url, headers={"Accept": "application/json"})
+        with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+            body = response.read(self.MAX_BYTES + 1)
+        if len(body) > self.MAX_BYTES:
+            raise ValueError("JWKS too large")
+        found: dict[str, _CachedKey] = {}
+        for jwk in json.loads(body).get("keys", []):
+            cached = _public_key(jwk)
+            if cached is not None:
+                found[jwk["kid"]] = cached
+        return found
+
+    def get(self, kid: str) -> _CachedKey | None:
+        with self._lock:  # one fetch at a time; the others wait for its result
+            age = time.monotonic() - self._fetched
+            if age > self.max_age_s or (kid not in self._keys and age > self.min_refresh_s):
+                try:
+                    self._keys = self._fetch()
+                except (OSError, ValueError, AttributeError) as exc:
+                    # Keep the keys we had: an unreachable issuer must not log everyone out.
+                    log.warning("cannot fetch JWKS %s: %s", self.url, exc)
+                self._fetched = time.monotonic()
+            return self._keys.get(kid)
+
+
+class ClientCache:
+    """Client registry rows by id, for ``max_age_s`` at most (revocation lag).
+
+    Only looked up after a signature verified, so its keys are real client ids: it cannot be
+    grown by forged tokens.
+    """
+
+    def __init__(self, engine: Engine, max_age_s: float) -> None:
+        self._engine, self.max_age_s = engine, max_age_s
+        self._entries: dict[str, tuple[float, clients.Client | None]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, client_id: str) -> clients.Client | None:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._entries.get(client_id)
+        if hit is not None and now - hit[0] < self.max_age_s:
+            return hit[1]
+        with self._engine.connect() as conn:
+            client = clients.get_client(conn, client_id)
+        with self._lock:
+            self._entries[client_id] = (now, client)
+        return client
+
+
+# The verifier -----------------------------------------------------------------------------
+
+
+class TokenVerifier:
+    """Turns a bearer token into a :class:`Principal`, or raises InvalidToken / NoRole."""
+
+    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+        from hub.store.db import get_engine
+
+        engine = engine or get_engine(settings)
+        self.settings = settings
+        self.local_keys = LocalKeys(engine, settings)
+        self.clients = ClientCache(engine, settings.auth_client_cache_s)
+        self.issuers: dict[str, RemoteKeys] = {}
+        self._trusted: dict[str, TrustedIssuer] = {}
+        # Departments' areas of the issuers' roles, read once: a bad file fails at start-up.
+        self._areas: dict[tuple[str, str], bytes] = {}
+        for trusted in settings.trusted_issuers:
+            if trusted.issuer == settings.token_issuer:
+                raise ValueError("a trusted issuer cannot use the hub's own issuer name")
+            self.issuers[trusted.issuer] = RemoteKeys(trusted.jwks_url, settings.jwks_timeout_s)
+            self._trusted[trusted.issuer] = trusted
+            for value, role in trusted.mapping.items():
+                if role.jurisdiction is not None:
+                    area = clients.read_jurisdiction(role.jurisdiction)
+                    self._areas[(trusted.issuer, value)] = area.wkb
+
+    def verify(self, token: str) -> Principal:
+        header, unverified = split_token(token)
+        alg, kid = check_header(header)
+        # The unverified iss only chooses which configured keys to try; it is checked again
+        # once the signature has verified.
+        issuer = unverified.get("iss")
+        if issuer == self.settings.token_issuer:
+            return self._verify_own(token, header, alg, kid)
+        if isinstance(issuer, str) and issuer in self._trusted:
+            return self._verify_person(token, header, alg, kid, self._trusted[issuer])
+        raise InvalidToken("untrusted issuer")
+
+    def _verify_own(self, token: str, header: dict[str, Any], alg: str, kid: str) -> Principal:
+        _check_type(header, [ACCESS_TOKEN_TYPE])
+        entry = self.local_keys.get(kid)
+        if entry is None:
+            raise InvalidToken("unknown key id")
+        claims = _decode(token, entry, alg)
+        essential = {"essential": True}
+        _validate(
+            claims,
+            self.settings.token_leeway_s,
+            iss={"essential": True, "value": self.settings.token_issuer},
+            aud={"essential": True, "value": self.settings.token_audience},
+            sub=essential,
+            client_id=essential,
+            iat=essential,
+            jti=essential,
+        )
+        client_id = claims["client_id"]
+        if not isinstance(client_id, str) or claims["sub"] != client_id:
+            raise InvalidToken("sub and client_id differ")
+        client = self.clients.get(client_id)
+        if client is None or not client.active:
+            raise InvalidToken("the client is unknown or revoked")
+        scope = claims.get("scope", "")
+        if not isinstance(scope, str):
+            raise InvalidToken("scope is not a string")
+        return client.principal(scope.split(), self.settings.token_issuer)
+
+    def _verify_person(
+        self, token: str, header: dict[str, Any], alg: str, kid: str, trusted: TrustedIssuer
+    ) -> Principal:
+        _check_type(header, trusted.token_types)
+        entry = self.issuers[trusted.issuer].get(kid)
+        if entry is None:
+            raise InvalidToken("unknown key id")
+        claims = _decode(token, entry, alg)
+        _validate(
+            claims,
+            self.settings.token_leeway_s,
+            iss={"essential": True, "value": trusted.issuer},
+            aud={"essential": True, "value": trusted.audience},
+            sub={"essential": True},
+        )
+        held = _claim_values(claims, trusted.claim)
+        for value, role in trusted.mapping.items():  # configuration order decides
+            if value in held:
+                return self._person(claims, trusted, value, role)
+        raise NoRole(f"no role at the hub for this person's {trusted.claim}")
+
+    def _person(
+        self, claims: dict[str, Any], trusted: TrustedIssuer, value: str, role: IssuerRole
+    ) -> Principal:
+        scopes = frozenset(role.scopes) if role.scopes is not None else DEFAULT_SCOPES[role.kind]
+        client_id = claims.get("azp") or claims.get("client_id")
+        return Principal(
+            subject=str(claims["sub"]),
+            kind=role.kind,
+            scopes=scopes,
+            issuer=trusted.issuer,
+            client_id=client_id if isinstance(client_id, str) else None,
+            community_id=role.community_id,
+            jurisdiction_wkb=self._areas.get((trusted.issuer, value)),
+            categories=frozenset(role.categories) if role.categories is not None else None,
+            person=True,
+        )
+
+
+def _claim_values(claims: dict[str, Any], path: str) -> set[str]:
+    """The strings at a dotted claim path (``groups``, ``realm_access.roles``)."""
+    value: Any = claims
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return set()
+        value = value.get(part)
+    if isinstance(value, str):
+        return {value}
+    if isinstance(value, list):
+        return {v for v in value if isinstance(v, str)}
+    return set()
