@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -33,14 +34,19 @@ def _expected() -> tuple[int, int, Counter[str]]:
 def _run_demo(env: dict[str, str], cwd: Path) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-m", "hub", "demo", "--once", "--json"],
-        env=env, cwd=cwd, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     summary: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return summary
 
 
-def test_demo_once_json_counts_add_up_and_rerun_stores_nothing(tmp_path: Path) -> None:
+def _demo_env(tmp_path: Path) -> tuple[dict[str, str], dict[str, int], str]:
+    """A stack of its own: state dir, free ports, a throw-away database."""
     base = os.environ.get(
         "HUB_TEST_DATABASE_SERVER", "postgresql+psycopg://postgres@127.0.0.1:5432"
     )
@@ -55,6 +61,11 @@ def test_demo_once_json_counts_add_up_and_rerun_stores_nothing(tmp_path: Path) -
         "HUB_API_PORT": str(ports["api"]),
         "HUB_FUSION_METRICS_PORT": str(ports["metrics"]),
     }
+    return env, ports, database_url
+
+
+def test_demo_once_json_counts_add_up_and_rerun_stores_nothing(tmp_path: Path) -> None:
+    env, ports, database_url = _demo_env(tmp_path)
     rows, without_coordinates, per_neighbourhood = _expected()
     try:
         first = _run_demo(env, tmp_path)
@@ -75,4 +86,29 @@ def test_demo_once_json_counts_add_up_and_rerun_stores_nothing(tmp_path: Path) -
     finally:
         drop_database(Settings(database_url=database_url))
     assert not any(port_open(p) for p in ports.values()), "the demo left a service running"
+    assert not list((tmp_path / ".hub" / "run").glob("*.pid"))
+
+
+def test_demo_that_cannot_start_stops_what_it_started(tmp_path: Path) -> None:
+    """The API port is taken: ``up`` fails after starting the broker and fusion, and the demo
+    must not leave those running."""
+    env, ports, database_url = _demo_env(tmp_path)
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", ports["api"]))
+    squatter.listen()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "hub", "demo", "--once"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode != 0
+        assert "api" in done.stderr + done.stdout
+    finally:
+        squatter.close()
+        drop_database(Settings(database_url=database_url))
+    assert not port_open(ports["broker"]) and not port_open(ports["metrics"])
     assert not list((tmp_path / ".hub" / "run").glob("*.pid"))

@@ -47,8 +47,7 @@ def demo(
     settings = get_settings()
     out = Console(stderr=as_json)  # with --json, stdout carries only the JSON line
     with out.status("starting the local stack (broker, migrations, fusion, API)..."):
-        report = local.up(settings)
-    started = report.started
+        started = _start_stack(settings)
     try:
         summary = _replay(settings, out)
         out.print(_summary_renderables(summary))
@@ -66,6 +65,19 @@ def demo(
     finally:
         if started:
             local.down(settings, services=started)
+
+
+def _start_stack(settings: Settings) -> tuple[str, ...]:
+    """``up``, and the services this call started; if ``up`` fails half-way, what it had
+    started is stopped again (``up`` itself leaves them, for ``hub status`` and the logs)."""
+    from hub.stack import local
+
+    running = {s.name for s in local.status(settings) if s.state in ("running", "external")}
+    try:
+        return local.up(settings).started
+    except local.StackError:
+        local.down(settings, services=tuple(s for s in local.MANAGED if s not in running))
+        raise
 
 
 def _replay(settings: Settings, out: Console) -> dict[str, Any]:
