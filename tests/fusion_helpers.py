@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 
 from kafka import KafkaConsumer
 
@@ -13,6 +14,7 @@ from hub.bus.kafka import producer
 from hub.fusion.worker import FusionWorker
 from hub.settings import Settings
 from hub.store.db import connect
+from hub.store.stats import read_fusion_counters
 
 
 def produce(settings: Settings, messages: Iterable[tuple[bytes | None, bytes | None]]) -> int:
@@ -28,11 +30,7 @@ def produce(settings: Settings, messages: Iterable[tuple[bytes | None, bytes | N
 
 def fusion_stats(settings: Settings) -> dict[str, int]:
     with connect(settings) as conn:
-        row = conn.execute(
-            "SELECT consumed, stored, duplicates, dlq FROM fusion_stats WHERE group_id = %s",
-            (settings.consumer_group,),
-        ).fetchone()
-    return dict(zip(("consumed", "stored", "duplicates", "dlq"), row or (0, 0, 0, 0), strict=True))
+        return asdict(read_fusion_counters(conn, settings.consumer_group))
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:

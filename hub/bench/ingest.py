@@ -40,6 +40,7 @@ from hub.bench.workload import Workload, prefill
 from hub.bus.kafka import producer
 from hub.settings import Settings
 from hub.store.db import connect
+from hub.store.stats import FusionCounters, read_fusion_counters
 
 TARGETS = {
     "drain_eps": Target(20_000),
@@ -72,22 +73,6 @@ class BenchFailed(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Counters:
-    consumed: int = 0
-    stored: int = 0
-    duplicates: int = 0
-    dlq: int = 0
-
-    def __sub__(self, other: Counters) -> Counters:
-        return Counters(
-            self.consumed - other.consumed,
-            self.stored - other.stored,
-            self.duplicates - other.duplicates,
-            self.dlq - other.dlq,
-        )
-
-
-@dataclass(frozen=True)
 class Sample:
     at: float  # time.monotonic()
     consumed: int
@@ -100,12 +85,8 @@ class Store:
         self.conn = connect(settings, autocommit=True)
         self.group = settings.consumer_group
 
-    def counters(self) -> Counters:
-        row = self.conn.execute(
-            "SELECT consumed, stored, duplicates, dlq FROM fusion_stats WHERE group_id = %s",
-            (self.group,),
-        ).fetchone()
-        return Counters(*row) if row else Counters()
+    def counters(self) -> FusionCounters:
+        return read_fusion_counters(self.conn, self.group)
 
     def one(self, query: str, *params: Any) -> tuple[Any, ...]:
         row = self.conn.execute(query, params).fetchone()
@@ -136,7 +117,7 @@ class Run:
             self.fusion.check()
 
     def wait_consumed(
-        self, goal: int, on_sample: Callable[[Counters], None] | None = None
+        self, goal: int, on_sample: Callable[[FusionCounters], None] | None = None
     ) -> tuple[Sample | None, Sample]:
         """Poll until fusion has consumed ``goal`` messages in total.
 
@@ -243,7 +224,7 @@ def produce_while_fusing(run: Run, name: str, jobs: list[ProducerJob]) -> list[P
         results = group.results()
     produced = sum(r.sent - r.errors for r in results)
 
-    def show(c: Counters) -> None:
+    def show(c: FusionCounters) -> None:
         info = f"{produced:,} sent, {(c - before).stored:,} stored (catching up)"
         run.progress.update(task, info=info)
 

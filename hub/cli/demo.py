@@ -104,7 +104,7 @@ def _replay(settings: Settings, out: Console) -> dict[str, Any]:
     worker = threading.Thread(target=_run, name="demo-replay")
     worker.start()
     metrics_url = fusion_metrics_url(settings)
-    view = LiveView(rows_total=11_884)
+    view = LiveView()
     with Live(console=out, refresh_per_second=4, transient=False) as live:
 
         def tick() -> None:

@@ -2,36 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from hub.settings import Settings
 from hub.store.db import connect
-
-
-@dataclass(frozen=True)
-class FusionCounters:
-    consumed: int = 0
-    stored: int = 0
-    duplicates: int = 0
-    dlq: int = 0
-
-    def __sub__(self, other: FusionCounters) -> FusionCounters:
-        return FusionCounters(
-            self.consumed - other.consumed,
-            self.stored - other.stored,
-            self.duplicates - other.duplicates,
-            self.dlq - other.dlq,
-        )
+from hub.store.stats import FusionCounters, read_fusion_counters
 
 
 def fusion_counters(settings: Settings) -> FusionCounters:
     with connect(settings) as conn:
-        row = conn.execute(
-            "SELECT consumed, stored, duplicates, dlq FROM fusion_stats WHERE group_id = %s",
-            (settings.consumer_group,),
-        ).fetchone()
-    return FusionCounters(*row) if row else FusionCounters()
+        return read_fusion_counters(conn, settings.consumer_group)
 
 
 def community_counts(settings: Settings) -> dict[str, int]:

@@ -13,16 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from connectors import ConnectorReport, load_mapping, run_csv
-from hub.demo.counters import (
-    FusionCounters,
-    community_counts,
-    fusion_counters,
-    lag_percentiles,
-)
+from hub.demo.counters import community_counts, fusion_counters, lag_percentiles
 from hub.demo.feeds import Feed, slug, split_by_community
 from hub.settings import Settings
 from hub.store.communities import import_communities
 from hub.store.db import connect
+from hub.store.stats import FusionCounters
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "data" / "sf"

@@ -12,7 +12,7 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from hub.demo.counters import FusionCounters
+from hub.store.stats import FusionCounters
 
 
 def consumer_lag(metrics_url: str | None) -> int | None:
@@ -33,7 +33,7 @@ def consumer_lag(metrics_url: str | None) -> int | None:
 class LiveView:
     """Rows read (bar), then a table of what fusion did, refreshed by ``render``."""
 
-    def __init__(self, rows_total: int) -> None:
+    def __init__(self) -> None:
         self.bar = Progress(
             TextColumn("[bold]replaying[/]"),
             BarColumn(),
@@ -41,7 +41,7 @@ class LiveView:
             TextColumn("rows"),
             TimeElapsedColumn(),
         )
-        self.task = self.bar.add_task("rows", total=rows_total)
+        self.task = self.bar.add_task("rows", total=None)  # known once the feeds are split
         self._last: tuple[float, int] = (time.monotonic(), 0)
         self._rate = 0.0
 
