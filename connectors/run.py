@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
-import shapely
-from shapely.geometry import shape
 
 from connectors.csv_source import (
     Conversion,
@@ -31,7 +29,7 @@ from connectors.outbox import Outbox, default_outbox_path
 from connectors.publisher import Publisher
 from connectors.report import ConnectorReport
 from geo.assign import CommunityIndex
-from geo.tiles import tile_key
+from geo.tiles import event_key
 from hub.settings import Settings
 from schemas.event import Event
 
@@ -52,17 +50,6 @@ class RunOptions:
     max_wait: float = 30.0  # total seconds to keep retrying an unreachable broker
     chunk_rows: int = CHUNK_ROWS
     on_progress: Callable[[int], None] | None = None  # called with the rows read so far
-
-
-def event_key(event: Event, zoom: int) -> bytes:
-    """Kafka key: the coarse tile of the point (of the centroid, for other geometries)."""
-    geom = event.geometry
-    if geom.type == "Point":
-        lon, lat = geom.coordinates[0], geom.coordinates[1]
-    else:
-        centroid = shapely.centroid(shape(geom.model_dump()))
-        lon, lat = centroid.x, centroid.y
-    return tile_key(lon, lat, zoom)
 
 
 def database_communities(settings: Settings) -> Callable[[], CommunityIndex | None]:

@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
+
+import shapely
+from shapely.geometry import shape
+
+if TYPE_CHECKING:
+    from schemas.event import Event
 
 
 def tile_of(lon: float, lat: float, zoom: int) -> tuple[int, int, int]:
@@ -17,3 +24,15 @@ def tile_of(lon: float, lat: float, zoom: int) -> tuple[int, int, int]:
 def tile_key(lon: float, lat: float, zoom: int) -> bytes:
     z, x, y = tile_of(lon, lat, zoom)
     return f"{z}/{x}/{y}".encode()
+
+
+def event_key(event: Event, zoom: int) -> bytes:
+    """Kafka key of an event: the coarse tile of its point (of the centroid, for other
+    geometries). Every producer (connectors, ``POST /v1/events``) keys events this way."""
+    geom = event.geometry
+    if geom.type == "Point":
+        lon, lat = geom.coordinates[0], geom.coordinates[1]
+    else:
+        centroid = shapely.centroid(shape(geom.model_dump()))
+        lon, lat = centroid.x, centroid.y
+    return tile_key(lon, lat, zoom)

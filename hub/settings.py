@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
 
 from hub.auth.principal import DEFAULT_SCOPES, Kind
+from hub.store.rls import API_ROLE
 from schemas.event import CATEGORIES
 
 
@@ -55,6 +58,11 @@ class Settings(BaseSettings):
 
     # Storage
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/hub"
+    api_database_url: str | None = Field(
+        None,
+        description="how the API connects: a role without BYPASSRLS that does not own the "
+        "tables (see `hub db upgrade`); default: database_url with the user hub_api",
+    )
 
     # Kafka
     kafka_bootstrap: str = "127.0.0.1:9092"
@@ -78,6 +86,27 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, ge=1, le=65535)
     public_url: str | None = Field(None, description="base URL for links; default from the request")
     community_quiet_period_s: int = Field(3600, ge=1, description="no events for this long: silent")
+    neighbour_distance_m: float = Field(
+        2000.0, ge=0, le=50_000, description="a community sees neighbours' events this close"
+    )
+    metrics_scrapers: list[str] = Field(
+        ["127.0.0.1/32", "::1/128"],
+        description="IPs/CIDRs allowed to read /metrics (the Prometheus scrape address)",
+    )
+    api_max_body_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="larger request bodies answer 413"
+    )
+    api_max_json_depth: int = Field(32, ge=4, le=512, description="deeper JSON bodies answer 400")
+    api_max_batch: int = Field(1000, ge=1, description="events per POST /v1/events")
+    rate_limit_per_s: float = Field(
+        50.0, gt=0, description="sustained requests per second per client on /v1 (429 beyond)"
+    )
+    rate_limit_burst: int = Field(100, ge=1, description="requests a client may send at once")
+    api_auth_disabled: bool = Field(
+        False,
+        description="BENCHMARKS ONLY: no token checks and no policy (admin for everyone); "
+        "refused unless the API binds a loopback address",
+    )
 
     # Authorization (OAuth2 client credentials, JWT access tokens)
     token_ttl_s: int = Field(900, ge=60, le=86_400, description="access token lifetime")
@@ -107,6 +136,25 @@ class Settings(BaseSettings):
     state_dir: Path = Path(".hub")
     broker_port: int = Field(9092, ge=1, le=65535)
 
+    @model_validator(mode="after")
+    def _auth_off_only_on_loopback(self) -> Settings:
+        if self.api_auth_disabled and not _is_loopback(self.api_host):
+            raise ValueError(
+                f"api_auth_disabled is for benchmarks on loopback only; api_host is {self.api_host}"
+            )
+        return self
+
+    @property
+    def api_db_url(self) -> str:
+        """The API's database URL: ``api_database_url``, or ``database_url`` as user hub_api."""
+        if self.api_database_url is not None:
+            return self.api_database_url
+        owner = make_url(self.database_url)
+        url = URL.create(
+            owner.drivername, API_ROLE, None, owner.host, owner.port, owner.database, owner.query
+        )
+        return url.render_as_string(hide_password=False)
+
     @property
     def token_issuer(self) -> str:
         """`iss` of the hub's tokens: from the configuration, never from a request's Host."""
@@ -115,7 +163,24 @@ class Settings(BaseSettings):
     @property
     def sync_database_url(self) -> str:
         """The URL for psycopg itself (no SQLAlchemy driver suffix)."""
-        return self.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+        return _libpq(self.database_url)
+
+    @property
+    def sync_api_db_url(self) -> str:
+        return _libpq(self.api_db_url)
+
+
+def _libpq(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @lru_cache

@@ -13,6 +13,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import pytest
@@ -100,6 +101,22 @@ def token_for(http: TestClient, client_id: str, secret: str, scope: str | None =
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+LOOPBACK_PEER = ("127.0.0.1", 50000)  # the test client's address: loopback may scrape /metrics
+
+
+@contextmanager
+def signed_in(
+    app: FastAPI, settings: Settings, kind: str = "admin", **client_kwargs: Any
+) -> Iterator[TestClient]:
+    """A test client of ``app`` that sends a real token of a newly registered client."""
+    registered, secret = register(settings, kind=kind, **client_kwargs)
+    assert secret is not None
+    with TestClient(app, client=LOOPBACK_PEER) as http:
+        token = token_for(http, registered.client_id, secret)
+        http.headers["Authorization"] = f"Bearer {token}"
+        yield http
 
 
 def b64url(data: bytes) -> str:

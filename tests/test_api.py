@@ -27,6 +27,7 @@ from hub.settings import Settings
 from hub.stack.broker import free_port
 from hub.store.communities import import_communities
 from hub.store.db import connect
+from tests.auth_helpers import LOOPBACK_PEER, signed_in
 from tests.conftest import DATA
 
 SOURCE = f"test-api-{uuid.uuid4().hex[:8]}"
@@ -155,7 +156,7 @@ def rows(db: psycopg.Connection) -> Iterator[list[Row]]:
 
 @pytest.fixture(scope="module")
 def client(base_settings: Settings, rows: list[Row]) -> Iterator[TestClient]:
-    with TestClient(create_app(base_settings)) as c:
+    with signed_in(create_app(base_settings), base_settings) as c:  # an admin: sees every row
         yield c
 
 
@@ -364,7 +365,7 @@ def test_next_link_keeps_filters(client: TestClient, db: psycopg.Connection) -> 
 
 def test_links_use_public_url(base_settings: Settings, rows: list[Row]) -> None:
     settings = base_settings.model_copy(update={"public_url": "https://hub.example.org/api/"})
-    with TestClient(create_app(settings)) as c:
+    with signed_in(create_app(settings), settings) as c:
         body = c.get("/v1/events", params={"limit": "1"}).json()
     hrefs = {link["rel"]: link["href"] for link in body["links"]}
     assert hrefs["self"] == "https://hub.example.org/api/v1/events?limit=1"
@@ -408,13 +409,14 @@ def test_bad_parameters_are_400_problems(client: TestClient, query: str) -> None
 
 def test_unknown_route_and_method_are_problems(client: TestClient) -> None:
     assert_problem(client.get("/v1/nothing-here"), 404)
-    assert_problem(client.post("/v1/events"), 405)
+    assert_problem(client.delete("/v1/events"), 405)
 
 
-def test_server_error_is_a_problem(base_settings: Settings) -> None:
+def test_server_error_is_a_problem(base_settings: Settings, client: TestClient) -> None:
     closed = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nowhere"
     app = create_app(base_settings.model_copy(update={"database_url": closed}))
-    with TestClient(app, raise_server_exceptions=False) as c:
+    token = {"Authorization": client.headers["Authorization"]}  # checking it needs the database
+    with TestClient(app, raise_server_exceptions=False, client=LOOPBACK_PEER, headers=token) as c:
         body = assert_problem(c.get("/v1/communities"), 500)
         assert "nowhere" not in body["detail"]  # internals stay in the log
         metrics = c.get("/metrics").text
@@ -435,7 +437,7 @@ def test_communities_with_silent_flags(
         db.execute(set_last, (timedelta(seconds=10), recent))
         db.execute("DELETE FROM community_stats WHERE community_id = %s", (never,))
     settings = base_settings.model_copy(update={"community_quiet_period_s": quiet})
-    with TestClient(create_app(settings)) as c:
+    with signed_in(create_app(settings), settings, kind="analyst") as c:
         response = c.get("/v1/communities")
     assert response.status_code == 200 and response.headers["content-type"] == GEOJSON
     body = response.json()
@@ -487,7 +489,10 @@ def test_readyz_names_what_is_down(base_settings: Settings) -> None:
 
 
 def test_metrics_count_requests_by_route_template(base_settings: Settings, rows: list[Row]) -> None:
-    with TestClient(create_app(base_settings)) as c, TestClient(create_app(base_settings)) as other:
+    with (
+        signed_in(create_app(base_settings), base_settings) as c,
+        TestClient(create_app(base_settings)) as other,
+    ):
         for _ in range(3):
             c.get(f"/v1/events/{rows[0].event_id}")
         c.get(f"/v1/events/{uuid.uuid4()}")

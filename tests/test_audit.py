@@ -31,6 +31,7 @@ from hub.auth.principal import DEFAULT_SCOPES, Principal
 from hub.cli.main import app as cli
 from hub.settings import Settings, get_settings
 from hub.store.db import connect
+from tests.auth_helpers import LOOPBACK_PEER, parts, signed_in
 
 BBOX = "-122.52,37.70,-122.35,37.83"  # San Francisco
 
@@ -48,9 +49,15 @@ def app(base_settings: Settings, sf_communities: list[str]) -> FastAPI:
 
 
 @pytest.fixture(scope="module")
-def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app) as client:
+def client(app: FastAPI, base_settings: Settings) -> Iterator[TestClient]:
+    with signed_in(app, base_settings, kind="admin") as client:
         yield client
+
+
+def subject_of(client: TestClient) -> str:
+    _, claims = parts(client.headers["Authorization"].removeprefix("Bearer "))
+    sub: str = claims["sub"]
+    return sub
 
 
 def last_id(db: psycopg.Connection[Any]) -> int:
@@ -118,6 +125,9 @@ def test_requests_are_chained_and_tampering_is_named(
     assert client.get("/v1/nowhere", params={"x": "a\x00b"}).status_code == 404
     query = {"x": "a\ufffdb"}
     expected.append(("/v1/nowhere", None, {"path": {}, "query": query}, 404, None))
+    anonymous = client.get("/v1/communities", headers={"Authorization": ""})
+    assert anonymous.status_code == 401  # refused, and still on the record
+    expected.append(("/v1/communities", "/v1/communities", {"path": {}, "query": {}}, 401, None))
 
     rows = rows_after(db, before)
     got = [(r["path"], r["endpoint"], r["params"], r["status"], r["rows"]) for r in rows]
@@ -125,8 +135,10 @@ def test_requests_are_chained_and_tampering_is_named(
     assert [r["id"] for r in rows] == list(range(before + 1, before + 1 + len(expected)))
     for r in rows:
         assert r["method"] == "GET"
-        assert r["subject"] is None and r["principal_kind"] is None  # no auth yet: anonymous
-        assert r["client_addr"] == "testclient"
+        known = r["endpoint"] is not None and r["status"] != 401  # a route ran, token checked
+        assert r["subject"] == (subject_of(client) if known else None)
+        assert r["principal_kind"] == ("admin" if known else None)
+        assert r["client_addr"] == LOOPBACK_PEER[0]
         assert r["duration_ms"] >= 0
         assert r["at"].tzinfo is not None
 
@@ -227,7 +239,10 @@ def test_failed_append_logs_counts_and_refuses_writes(
         raise psycopg.OperationalError("audit store down")
 
     app.state.audit_writer.append = broken
-    with TestClient(app) as client, caplog.at_level(logging.ERROR, logger="hub.audit"):
+    with (
+        signed_in(app, base_settings) as client,
+        caplog.at_level(logging.ERROR, logger="hub.audit"),
+    ):
         read = client.get("/v1/events", params={"limit": 1})
         write = client.post("/v1/echo")
         metrics = client.get("/metrics").text

@@ -11,13 +11,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from hub.bench.workload import prefill, stream
+from tests.bench_helpers import SERVER, assert_database_dropped, assert_results_written
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVER = os.environ.get("HUB_TEST_DATABASE_SERVER", "postgresql+psycopg://postgres@127.0.0.1:5432")
 
 
 def test_prefill_and_streams_are_distinct_per_seed_and_part() -> None:
@@ -80,14 +79,7 @@ def test_bench_ingest_smoke(tmp_path: Path) -> None:
     assert result["lag"]["stored"] == result["lag"]["sent"] > 0
     assert result["lag_rate_eps"] > 0
 
-    files = sorted(p.name for p in tmp_path.iterdir())
-    assert "ingest-latest.json" in files and len(files) == 2
-    assert json.loads((tmp_path / "ingest-latest.json").read_text())["run"] == result["run"]
+    assert_results_written(tmp_path, "ingest", result)
 
     # Nothing left behind: the throw-away database is gone.
-    admin = SERVER.replace("postgresql+psycopg://", "postgresql://") + "/postgres"
-    with psycopg.connect(admin) as conn:
-        left = conn.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", (result["settings"]["database"],)
-        ).fetchone()
-    assert left is None
+    assert_database_dropped(result["settings"]["database"])

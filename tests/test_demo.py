@@ -77,6 +77,14 @@ def test_demo_once_json_counts_add_up_and_rerun_stores_nothing(tmp_path: Path) -
         assert first["per_community"] == dict(per_neighbourhood)
         assert set(first["lag_ms"]) == {"p50", "p95", "p99"}
         assert 0 < first["lag_ms"]["p50"] <= first["lag_ms"]["p99"]
+        seen = {c["kind"]: c for c in first["clients"]}
+        stored = first["events_stored"]
+        assert seen["admin"]["events"] == seen["analyst"]["events"] == stored
+        assert seen["analyst"]["with_reporter"] == 0
+        # own events and the neighbours' near its boundary; never the whole city
+        assert per_neighbourhood["Mission"] < seen["community"]["events"] < stored
+        assert 0 < seen["department"]["events"] < stored
+        assert all(c["client_id"] in c["curl"] for c in first["clients"])
 
         second = _run_demo(env, tmp_path)
         assert second["events_produced"] == first["events_produced"]

@@ -68,6 +68,9 @@ def test_poison_messages_never_stop_the_worker(
         b'"properties":{', b'"properties":{"x":"a\\u0000b",'
     )
     pretty = orjson.dumps(orjson.loads(good[2]), option=orjson.OPT_INDENT_2)  # valid, multi-line
+    mixed = orjson.loads(event_json(inc, uuid.uuid4()))  # valid JSON Schema, but no geometry
+    lon, lat = inc.lon, inc.lat  # library builds a line of 2D and 3D positions
+    mixed["geometry"] = {"type": "LineString", "coordinates": [[lon, lat], [lon, lat + 1e-4, 5]]}
     messages = [
         (b"k", good[0]),
         (b"k", None),
@@ -76,18 +79,19 @@ def test_poison_messages_never_stop_the_worker(
         (b"k", b"\xff\xfe"),
         (b"k", good[1]),
         (b"k", pretty),
+        (b"k", orjson.dumps(mixed)),
     ]
     produce(hub_settings, messages)
     with running_worker(hub_settings):
         wait_until(lambda: fusion_stats(hub_settings)["consumed"] == len(messages), 60, "consumed")
-    assert fusion_stats(hub_settings) == {"consumed": 7, "stored": 3, "duplicates": 0, "dlq": 4}
+    assert fusion_stats(hub_settings) == {"consumed": 8, "stored": 3, "duplicates": 0, "dlq": 5}
     ids = [orjson.loads(g)["event_id"] for g in good]
     assert sorted(_stored_ids(hub_settings, ids)) == sorted(ids)
     reasons = Counter(
         dict(r.headers)[REASON].decode()
-        for r in consume_all(hub_settings, hub_settings.dlq_topic, 4)
+        for r in consume_all(hub_settings, hub_settings.dlq_topic, 5)
     )
-    assert reasons == Counter({"not_json": 2, "schema_violation": 2})
+    assert reasons == Counter({"not_json": 2, "schema_violation": 3})
 
 
 @pytest.mark.parametrize("stale", ["beyond_log_end", "other_topic_id"])

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -14,15 +16,19 @@ import shapely
 from pyproj import Transformer
 from shapely.geometry import Point, shape
 from shapely.ops import unary_union
-from sqlalchemy import make_url, select, text
+from sqlalchemy import select, text
 from sqlmodel import Session
 
+from hub.audit.chain import AuditRecord
+from hub.audit.store import append
+from hub.auth import keys
 from hub.auth.policy import EVENT, event_policy, neighbour_zone
 from hub.auth.principal import DEFAULT_SCOPES, Kind, Principal
 from hub.bench.workload import Incident, event_json, sf_incidents
 from hub.settings import Settings
-from hub.store.db import get_engine
-from hub.store.rls import API_ROLE, set_principal
+from hub.store.db import api_engine, connect, get_engine
+from hub.store.rls import set_principal
+from tests.auth_helpers import register
 from tests.conftest import DATA
 from tests.fusion_helpers import fusion_stats, produce, running_worker, wait_until
 
@@ -98,8 +104,21 @@ def _visible(settings: Settings, principal: Principal, ids: list[str]) -> dict[s
 
 
 def _principal(kind: Kind, **kw: Any) -> Principal:
-    return Principal(
-        subject=f"test-{kind}", kind=kind, scopes=DEFAULT_SCOPES[kind], issuer="test", **kw
+    kw.setdefault("subject", f"test-{kind}")
+    return Principal(kind=kind, scopes=DEFAULT_SCOPES[kind], issuer="test", **kw)
+
+
+def audit_record(subject: str) -> AuditRecord:
+    return AuditRecord(
+        at=datetime.now(UTC),
+        method="GET",
+        endpoint="/v1/events",
+        path="/v1/events",
+        params={"path": {}, "query": {}},
+        status=200,
+        rows=0,
+        duration_ms=Decimal("0.1"),
+        subject=subject,
     )
 
 
@@ -163,22 +182,63 @@ def test_unknown_or_incomplete_principals_see_nothing(
 
 # --- row-level security: the second wall ---------------------------------------------------
 
-HUB_TABLES = ("community", "community_stats", "event", "consumer_offset", "fusion_stats")
+
+def _hub_tables(session: Session) -> list[str]:
+    """Every table of the hub (the catalogue, not a list that a new migration could outgrow)."""
+    query = text(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        " AND tablename NOT IN ('spatial_ref_sys', 'alembic_version') ORDER BY tablename"
+    )
+    return list(session.execute(query).scalars())
 
 
-def _as_api_role(settings: Settings) -> Settings:
-    url = make_url(settings.database_url).set(username=API_ROLE, password=None)
-    return Settings(database_url=url.render_as_string(hide_password=False))
+def _fill_auth_and_audit_tables(settings: Settings) -> None:
+    """At least one row in every table, so that 0 rows for the API role proves something."""
+    registered, _ = register(settings, kind="analyst")
+    with get_engine(settings).begin() as conn:
+        keys.active_key(conn, settings)
+        conn.execute(
+            text("INSERT INTO used_jti VALUES (:c, :j, now() + interval '1 hour')"),
+            {"c": registered.client_id, "j": uuid.uuid4().hex},
+        )
+    with connect(settings, autocommit=True) as conn:
+        append(conn, audit_record(subject=registered.client_id))
 
 
 def test_api_role_without_principal_sees_no_row_of_any_hub_table(
     base_settings: Settings, stored: dict[str, dict[str, Any]]
 ) -> None:
+    _fill_auth_and_audit_tables(base_settings)
     with Session(get_engine(base_settings)) as owner:
-        assert all(owner.execute(text(f"SELECT count(*) FROM {t}")).scalar() for t in HUB_TABLES)
-    with Session(get_engine(_as_api_role(base_settings))) as api:
-        counts = {t: api.execute(text(f"SELECT count(*) FROM {t}")).scalar() for t in HUB_TABLES}
-    assert counts == dict.fromkeys(HUB_TABLES, 0)
+        tables = _hub_tables(owner)
+        counts = {t: owner.execute(text(f"SELECT count(*) FROM {t}")).scalar() for t in tables}
+    assert {"event", "oauth_client", "signing_key", "audit_log", "audit_head"} <= set(tables)
+    assert all(counts.values()), counts
+    for purpose in (None, "authenticate", "audit"):
+        with Session(api_engine(base_settings, purpose)) as api:
+            seen = {t: api.execute(text(f"SELECT count(*) FROM {t}")).scalar() for t in tables}
+        # each purpose opens exactly its own tables, and no hub data
+        opened = {None: set(), "authenticate": AUTH_TABLES, "audit": AUDIT_TABLES}[purpose]
+        assert {t for t, n in seen.items() if n} == opened, purpose
+
+
+AUTH_TABLES = {"oauth_client", "signing_key", "used_jti"}
+AUDIT_TABLES = {"audit_log", "audit_head"}
+
+
+def test_audit_trail_rows_as_api_role_are_the_principals_own(base_settings: Settings) -> None:
+    mine, theirs = f"dept-{uuid.uuid4().hex[:6]}", f"dept-{uuid.uuid4().hex[:6]}"
+    with connect(base_settings, autocommit=True) as conn:
+        for subject in (mine, theirs, mine):
+            append(conn, audit_record(subject=subject))
+    department = _principal("department", subject=mine)
+    admin = _principal("admin")
+    query = text("SELECT subject FROM audit_log WHERE subject IN (:a, :b)")
+    for principal, expected in ((department, [mine, mine]), (admin, [mine, mine, theirs])):
+        with Session(api_engine(base_settings)) as api:
+            set_principal(api, principal)
+            got = sorted(api.execute(query, {"a": mine, "b": theirs}).scalars())
+        assert got == sorted(expected), principal.kind
 
 
 @pytest.mark.parametrize("kind", ["admin", "analyst", "department", "community"])
@@ -196,7 +256,7 @@ def test_raw_sql_as_api_role_sees_exactly_the_policy_rows(
     principal = _principal(kind, **extra)
     ids = sorted(stored)
     expected = set(_visible(base_settings, principal, ids))
-    with Session(get_engine(_as_api_role(base_settings))) as api:
+    with Session(api_engine(base_settings)) as api:
         zone = None
         if principal.community_id:
             set_principal(api, principal)  # its own boundary is readable once it is set

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Security
 from pydantic import BaseModel, Field
 from sqlalchemy import Row
 
-from hub.api.deps import SessionDep, SettingsDep
+from hub.api.deps import Access, SettingsDep, get_access
 from hub.api.errors import problem_responses
 from hub.api.geojson import (
     FeatureBase,
@@ -73,14 +73,16 @@ def community_feature(row: Row[Any]) -> dict[str, Any]:
     name="list_communities",
     summary="Communities as a GeoJSON FeatureCollection of polygons",
     response_class=GeoJSONResponse,
+    description="Every principal sees every community's boundary and activity counts (no "
+    "event content): a neighbour must know who is around, and who has gone silent.",
     response_model=CommunityCollection,
-    responses=problem_responses(500),
+    responses=problem_responses(401, 403, 429, 500),
 )
 def list_communities(
-    request: Request, settings: SettingsDep, session: SessionDep
+    request: Request, settings: SettingsDep, access: Annotated[Access, Security(get_access)]
 ) -> GeoJSONResponse:
     quiet = settings.community_quiet_period_s
-    rows = queries.list_communities(session, timedelta(seconds=quiet))
+    rows = queries.list_communities(access.session, timedelta(seconds=quiet))
     request.state.audit_rows = len(rows)  # for the audit log
     path = request.app.url_path_for("list_communities")
     body = {

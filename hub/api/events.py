@@ -10,11 +10,11 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Security
 from pydantic import BaseModel, Field
 from sqlalchemy import Row
 
-from hub.api.deps import SessionDep, SettingsDep
+from hub.api.deps import Access, SettingsDep, get_access
 from hub.api.errors import BadRequest, NotFound, problem_responses
 from hub.api.geojson import (
     FeatureBase,
@@ -31,6 +31,9 @@ from hub.store.queries import BBox, EventFilter
 from schemas.event import Category, Certainty, Geometry, Kind, Severity, Status, Urgency
 
 router = APIRouter(tags=["events"])
+
+# Reading the raw reports is part of reading incidents: the same scope.
+ReadAccess = Annotated[Access, Security(get_access, scopes=["incidents:read"])]
 
 MAX_LIMIT = 10_000
 
@@ -211,21 +214,24 @@ def event_feature(row: Row[Any]) -> dict[str, Any]:
     name="list_events",
     summary="Events as a GeoJSON FeatureCollection",
     description="Ordered by ingest sequence (`seq`). Follow the `next` link to page; it keeps "
-    "the filters. Filters combine with AND.",
+    "the filters. Filters combine with AND, and with the caller's reach: only events the "
+    "principal may see are listed, and `source.reporter` is null where identities are hidden.",
     response_class=GeoJSONResponse,
     response_model=EventCollection,
-    responses=problem_responses(400, 500),
+    responses=problem_responses(400, 401, 403, 429, 500),
 )
 def list_events(
     request: Request,
     settings: SettingsDep,
-    session: SessionDep,
+    access: ReadAccess,
     filters: Annotated[EventFilter, Depends(event_filter)],
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="page size")] = 100,
     cursor: Annotated[str | None, Query(description="opaque; from a next link")] = None,
 ) -> GeoJSONResponse:
     after = decode_cursor(cursor) if cursor is not None else None
-    rows, more = queries.list_events(session, filters, after_seq=after, limit=limit)
+    rows, more = queries.list_events(
+        access.session, filters, after_seq=after, limit=limit, visible=access.events
+    )
     request.state.audit_rows = len(rows)  # for the audit log
     path = request.app.url_path_for("list_events")
     params = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
@@ -247,17 +253,18 @@ def list_events(
     "/v1/events/{event_id}",
     name="get_event",
     summary="One event as a GeoJSON Feature",
+    description="An event out of the caller's reach answers 404, as if it did not exist.",
     response_class=GeoJSONResponse,
     response_model=EventFeature,
-    responses=problem_responses(400, 404, 500),
+    responses=problem_responses(400, 401, 403, 404, 429, 500),
 )
 def get_event(
     request: Request,
     settings: SettingsDep,
-    session: SessionDep,
+    access: ReadAccess,
     event_id: Annotated[uuid.UUID, Path(description="the event_id")],
 ) -> GeoJSONResponse:
-    row = queries.get_event(session, event_id)
+    row = queries.get_event(access.session, event_id, access.events)
     if row is None:
         raise NotFound(f"no event {event_id}")
     request.state.audit_rows = 1

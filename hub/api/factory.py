@@ -8,7 +8,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 import hub
-from hub.api import communities, events, health, metrics, oauth
+from hub.api import audit, communities, events, health, ingest, limits, metrics, oauth
+from hub.api.deps import ZoneCache
 from hub.api.errors import Problem, add_exception_handlers
 from hub.audit.middleware import install_audit
 from hub.auth.server import HubAuthorizationServer
@@ -38,9 +39,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Built now (no connection yet): a bad trusted-issuer setting fails at start-up.
     app.state.token_verifier = TokenVerifier(settings)
     app.state.authorization_server = HubAuthorizationServer(settings)
+    app.state.zones = ZoneCache()
     add_exception_handlers(app)
+    app.state.rate_limiter = limits.RateLimiter(
+        settings.rate_limit_per_s, settings.rate_limit_burst
+    )
+    limits.install_body_limit(app, settings)  # inside the metrics: its 413s are counted
     app.add_middleware(metrics.MetricsMiddleware, metrics=app.state.metrics)
-    for router in (events.router, communities.router, health.router, metrics.router, oauth.router):
+    routers = (
+        events.router,
+        ingest.router,
+        communities.router,
+        audit.router,
+        health.router,
+        metrics.router,
+        oauth.router,
+    )
+    for router in routers:
         app.include_router(router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     install_audit(app, settings)  # last: the outermost middleware also records 401/429 answers
@@ -58,6 +73,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             tags=[
                 {"name": "events", "description": "The fused event log"},
                 {"name": "communities", "description": "Communities and their activity"},
+                {"name": "audit", "description": "Who read and wrote what: a principal's trail"},
                 {"name": "health", "description": "Probes and metrics"},
                 {"name": "oauth", "description": "Access tokens and the keys that verify them"},
             ],

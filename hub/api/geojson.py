@@ -21,17 +21,17 @@ from hub.settings import Settings
 GEOJSON_MEDIA_TYPE = "application/geo+json"
 
 
-class GeoJSONResponse(JSONResponse):
-    """A response whose content is already-encoded JSON bytes or a JSON-able object.
-
-    A JSONResponse subclass so that FastAPI documents the route's response model under
-    ``application/geo+json`` (for other response classes it writes ``type: string``).
-    """
-
-    media_type = GEOJSON_MEDIA_TYPE
+class JSONBytesResponse(JSONResponse):
+    """A response whose content is already-encoded JSON bytes or a JSON-able object (encoded
+    by :func:`dumps`). A JSONResponse subclass, so that FastAPI documents the route's response
+    model (for other response classes it writes ``type: string``)."""
 
     def render(self, content: Any) -> bytes:
         return content if isinstance(content, bytes) else dumps(content)
+
+
+class GeoJSONResponse(JSONBytesResponse):
+    media_type = GEOJSON_MEDIA_TYPE
 
 
 def dumps(obj: Any) -> bytes:

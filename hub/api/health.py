@@ -33,7 +33,7 @@ class Readiness(BaseModel):
 
 
 def database_answers(settings: Settings) -> bool:
-    with session_scope(settings) as session:
+    with session_scope(settings, api=True) as session:  # the API's own role answers
         return queries.database_answers(session)
 
 

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hub.api.deps import SettingsDep
+from hub.api.errors import problem_responses
+from hub.audit.record import in_networks, trusted_networks
 
 router = APIRouter(tags=["health"])
 
@@ -75,9 +79,17 @@ class MetricsMiddleware:
 @router.get(
     "/metrics",
     summary="Prometheus metrics of this API process",
+    description="Served to the configured scrape addresses only (`HUB_METRICS_SCRAPERS`; "
+    "default loopback), judged by the connection's own address, never by a forwarded header.",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+        **problem_responses(403),
+    },
 )
-def metrics(request: Request) -> Response:
+def metrics(request: Request, settings: SettingsDep) -> Response:
+    peer = request.client.host if request.client is not None else ""
+    if not in_networks(peer, trusted_networks(settings.metrics_scrapers)):
+        raise HTTPException(403, "metrics are served to the configured scrape addresses only")
     registry: CollectorRegistry = request.app.state.metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -18,7 +18,7 @@ from hub.api.deps import SettingsDep
 from hub.api.errors import problem_responses
 from hub.auth import keys, server
 from hub.auth.server import HubAuthorizationServer
-from hub.store.db import get_engine
+from hub.store.db import api_engine
 
 router = APIRouter(tags=["oauth"])
 
@@ -154,7 +154,7 @@ async def issue_token(request: Request) -> JSONResponse:
     responses=problem_responses(500),
 )
 def jwks(settings: SettingsDep) -> JSONResponse:
-    with get_engine(settings).begin() as conn:
+    with api_engine(settings, "authenticate").begin() as conn:
         document = keys.jwks(conn, settings)
     # Short caching: after `hub keys rotate` a verifier sees the new key within a minute (and
     # re-fetches at once on an unknown kid anyway).

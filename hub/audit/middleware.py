@@ -79,7 +79,7 @@ class AuditWriter:
 
     @staticmethod
     def _open(settings: Settings) -> psycopg.Connection[Any]:
-        conn = connect(settings, autocommit=True)
+        conn = connect(settings, autocommit=True, api_purpose="audit")
         conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
         return conn
 

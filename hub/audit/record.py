@@ -39,7 +39,7 @@ def trusted_networks(entries: Iterable[str]) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(e.strip(), strict=False) for e in entries if e.strip())
 
 
-def _is_trusted(addr: str, trusted: tuple[Network, ...]) -> bool:
+def in_networks(addr: str, trusted: tuple[Network, ...]) -> bool:
     try:
         ip = ipaddress.ip_address(addr)
     except ValueError:
@@ -56,7 +56,7 @@ def client_address(scope: Scope, trusted: tuple[Network, ...]) -> str | None:
     """
     peer = scope.get("client")
     addr: str | None = clean(str(peer[0])) if peer else None
-    if not trusted or addr is None or not _is_trusted(addr, trusted):
+    if not trusted or addr is None or not in_networks(addr, trusted):
         return addr
     forwarded = [
         v.decode("latin-1")
@@ -70,7 +70,7 @@ def client_address(scope: Scope, trusted: tuple[Network, ...]) -> str | None:
         except ValueError:
             break  # garbage: stop at the last address a trusted proxy vouched for
         addr = hop
-        if not _is_trusted(hop, trusted):
+        if not in_networks(hop, trusted):
             break
     return addr
 

@@ -16,6 +16,7 @@ principal is also left on ``request.state.principal`` for the audit log.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import Annotated
 
@@ -23,7 +24,7 @@ from fastapi import Depends, HTTPException, Request, Security
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
 from fastapi.security import OAuth2, SecurityScopes
 
-from hub.auth.principal import Principal
+from hub.auth.principal import SCOPES, Principal
 from hub.auth.tokens import InvalidToken, NoRole, TokenVerifier
 
 REALM = "hub"
@@ -77,13 +78,43 @@ def _forbidden(description: str, scopes: list[str]) -> HTTPException:
     return HTTPException(403, description, headers={"WWW-Authenticate": challenge})
 
 
+def _rate_limited(request: Request, principal: Principal) -> None:
+    limiter = getattr(request.app.state, "rate_limiter", None)
+    if limiter is None:
+        return
+    wait_s: float = limiter.take(principal.subject)
+    if wait_s > 0:
+        retry_after = str(max(1, math.ceil(wait_s)))
+        raise HTTPException(
+            429,
+            f"rate limit of this client exceeded; retry in {retry_after} s",
+            headers={"Retry-After": retry_after},
+        )
+
+
+def _benchmark_principal(request: Request) -> Principal:
+    # api_auth_disabled (benchmarks on loopback only, enforced by Settings): everyone is admin.
+    return Principal(
+        subject="auth-disabled",
+        kind="admin",
+        scopes=frozenset(SCOPES),
+        issuer=request.app.state.settings.token_issuer,
+    )
+
+
 def get_principal(
     request: Request,
     security_scopes: SecurityScopes,
     authorization: Annotated[str | None, Depends(oauth2_scheme)],
     verifier: Annotated[TokenVerifier, Depends(get_token_verifier)],
 ) -> Principal:
-    """The verified caller; every scope the route (and its dependencies) require is checked."""
+    """The verified caller; every scope the route (and its dependencies) require is checked,
+    then the client's rate limit (429 with Retry-After)."""
+    if request.app.state.settings.api_auth_disabled:
+        principal = _benchmark_principal(request)
+        _rate_limited(request, principal)
+        request.state.principal = principal
+        return principal
     if not authorization:
         raise _unauthorized(None, "a bearer token is required")
     scheme, _, token = authorization.partition(" ")
@@ -102,6 +133,7 @@ def get_principal(
     if missing:
         raise _forbidden(f"the token lacks the scope {' '.join(missing)}", security_scopes.scopes)
     request.state.principal = principal
+    _rate_limited(request, principal)
     return principal
 
 

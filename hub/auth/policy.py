@@ -16,9 +16,6 @@ index on ``event.geom`` serves them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 from sqlalchemy import (
     ColumnElement,
     Table,
@@ -37,16 +34,11 @@ from sqlmodel import SQLModel
 
 from hub.auth.principal import Principal
 from hub.store import models  # noqa: F401  (registers the tables in SQLModel.metadata)
+from hub.store.queries import Visibility as EventPolicy
 
 EVENT: Table = SQLModel.metadata.tables["event"]
 COMMUNITY: Table = SQLModel.metadata.tables["community"]
 DEFAULT_NEIGHBOUR_DISTANCE_M = 2000.0
-
-
-@dataclass(frozen=True)
-class EventPolicy:
-    where: ColumnElement[bool]
-    reporter: ColumnElement[Any]  # the reporter column, or NULL where identities are hidden
 
 
 def _within(zone_wkb: bytes) -> ColumnElement[bool]:

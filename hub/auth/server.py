@@ -162,11 +162,11 @@ def _ascii(text_: str) -> str:
 
 class HubAuthorizationServer(AuthorizationServer):
     def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
-        from hub.store.db import get_engine
+        from hub.store.db import api_engine
 
         super().__init__(scopes_supported=list(SCOPES))
         self.settings = settings
-        self.engine = engine or get_engine(settings)
+        self.engine = engine or api_engine(settings, "authenticate")
         self.register_grant(_ClientCredentials)
         self.register_client_auth_method("private_key_jwt", _PrivateKeyJwt(self))
         self.register_token_generator("default", self._generate_token)

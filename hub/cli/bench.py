@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 
 from hub import logs
-from hub.bench.report import RESULTS_DIR, json_line, machine_line, results_table, write_results
+from hub.bench.report import (
+    RESULTS_DIR,
+    Row,
+    json_line,
+    machine_line,
+    results_table,
+    write_results,
+)
 from hub.settings import get_settings
 
 app = typer.Typer(help="Benchmarks (table + JSON under bench/results/).", no_args_is_help=True)
@@ -46,14 +55,10 @@ def ingest(
     at 2,000 events/s. Exits 1 when the counts do not add up (lost or duplicated events);
     a missed target is reported, not an error.
     """
-    from hub.bench.ingest import BenchFailed, IngestOptions, run_ingest, table_rows
+    from hub.bench.ingest import IngestOptions, run_ingest, table_rows
 
     logs.configure("ERROR", json=False)
     logging.getLogger("kafka").setLevel(logging.ERROR)  # our own clients: only real trouble
-    err = Console(stderr=True)
-    out = Console()
-    if not out.is_terminal:  # piped: 80 columns would wrap every row of the table
-        out = Console(width=110)
     opts = IngestOptions(
         events=events,
         rate=rate,
@@ -65,13 +70,117 @@ def ingest(
         database_url=database_url,
         keep=keep,
     )
+    title = f"hub bench ingest ({events:,} events)"
+    _run_bench("ingest", title, lambda err: run_ingest(opts, get_settings(), err), table_rows,
+               results_dir, json_out)  # fmt: skip
+
+
+@app.command()
+def api(
+    events: int = typer.Option(100_000, "--events", min=1, help="Real events stored first."),
+    seconds: float = typer.Option(
+        15.0, "--seconds", min=0.5, help="Length of each measured phase (one mode, one round)."
+    ),
+    rounds: int = typer.Option(
+        3, "--rounds", min=1, help="Rounds; each measures both modes, alternating which first."
+    ),
+    concurrency: int = typer.Option(
+        8, "--concurrency", min=1, help="Concurrent keep-alive connections (worker threads)."
+    ),
+    limit: int = typer.Option(100, "--limit", min=1, max=10_000, help="Page size (limit=)."),
+    warmup_seconds: float = typer.Option(
+        3.0, "--warmup-seconds", min=0.1, help="Unmeasured load on each server first."
+    ),
+    kind: str = typer.Option(
+        "community",
+        "--kind",
+        help="Principal of the auth-on requests: community (own community + neighbour zone, "
+        "the most expensive policy), department (jurisdiction = the bbox), analyst or admin.",
+    ),
+    community: str = typer.Option(
+        "Tenderloin", "--community", help="The community client's own community (--kind community)."
+    ),
+    bbox: str = typer.Option(
+        "-122.42,37.775,-122.39,37.799",
+        "--bbox",
+        help="minLon,minLat,maxLon,maxLat of every request (default: downtown SF).",
+    ),
+    keep: bool = typer.Option(False, "--keep", help="Keep the bench database and process logs."),
+    results_dir: Path = typer.Option(RESULTS_DIR, "--results-dir", help="Where JSON goes."),
+    json_out: bool = typer.Option(False, "--json", help="Print the results as one JSON line."),
+) -> None:
+    """What authorization costs the API: GET /v1/events?bbox=... with and without auth.
+
+    Stores the real events in a throw-away database hub_bench_* (SF neighbourhoods as
+    communities), starts two `hub api run` processes on free loopback ports against it: one as
+    deployed (bearer token of a registered client, access policy), one with
+    HUB_API_AUTH_DISABLED=true (no token, no policy; benchmarks only, refused off loopback);
+    rate limits raised on both. After a warm-up, a pool of keep-alive connections loads them in
+    alternating rounds (on/off, off/on, ...) and measures requests/s and p50/p95/p99 latency.
+    Stops and drops everything at the end, also on failure or Ctrl-C. Target: with auth >= 85%
+    of the requests/s without. Exits 1 on any non-200 answer or when the auth-on server
+    answers a request without a token with anything but 401; a missed target is reported, not
+    an error.
+    """
+    from hub.auth.principal import KINDS
+
+    if kind not in KINDS:
+        raise typer.BadParameter(f"one of {', '.join(KINDS)}", param_hint="--kind")
+    _check_bbox(bbox)
+    from hub.bench.api import ApiBenchOptions, run_api, table_rows
+
+    logs.configure("ERROR", json=False)
+    opts = ApiBenchOptions(
+        events=events,
+        seconds=seconds,
+        rounds=rounds,
+        concurrency=concurrency,
+        limit=limit,
+        warmup_seconds=warmup_seconds,
+        kind=kind,
+        community=community,
+        bbox=bbox,
+        keep=keep,
+    )
+    title = f"hub bench api ({events:,} events, {rounds} x {seconds:g} s per mode)"
+    _run_bench("api", title, lambda err: run_api(opts, get_settings(), err), table_rows,
+               results_dir, json_out)  # fmt: skip
+
+
+def _check_bbox(value: str) -> None:
+    """The API's own bbox rules, before anything is set up."""
+    from hub.api.errors import BadRequest
+    from hub.api.events import parse_bbox
+
     try:
-        result = run_ingest(opts, get_settings(), err)
+        parse_bbox(value)
+    except BadRequest as exc:
+        raise typer.BadParameter(str(exc), param_hint="--bbox") from exc
+
+
+def _run_bench(
+    name: str,
+    title: str,
+    run: Callable[[Console], dict[str, Any]],
+    table_rows: Callable[[dict[str, Any]], list[Row]],
+    results_dir: Path,
+    json_out: bool,
+) -> None:
+    """Run (progress on stderr), then the table, the machine and where the JSON went on stdout;
+    with ``--json`` the JSON as the last line. Exits 2 when the run broke off, 1 when its
+    checks failed."""
+    from hub.bench.ingest import BenchFailed
+
+    err, out = Console(stderr=True), Console()
+    if not out.is_terminal:  # piped: 80 columns would wrap every row of the table
+        out = Console(width=110)
+    try:
+        result = run(err)
     except BenchFailed as exc:
         err.print(f"[red]benchmark failed:[/] {exc}", markup=True, highlight=False)
         raise typer.Exit(2) from exc
-    path = write_results("ingest", result, results_dir)
-    out.print(results_table(f"hub bench ingest ({events:,} events)", table_rows(result)))
+    path = write_results(name, result, results_dir)
+    out.print(results_table(title, table_rows(result)))
     out.print(machine_line(result["machine"]), highlight=False)
     out.print(f"results: {path}", highlight=False)
     if json_out:

@@ -50,8 +50,10 @@ def demo(
         started = _start_stack(settings)
     try:
         summary = _replay(settings, out)
+        summary["clients"] = _clients(settings)
         out.print(_summary_renderables(summary))
         out.print(local_urls_table(settings))
+        _print_clients(out, summary["clients"])
         ok = _check_totals(summary, out)
         if as_json:
             print(json.dumps(summary, separators=(",", ":")), flush=True)
@@ -121,6 +123,28 @@ def _replay(settings: Settings, out: Console) -> dict[str, Any]:
         delta = r.wait_drained(settings, before, progress.produced, tick=tick)
         tick()
     return r.summarise(settings, reports, delta, per_before, started_at)
+
+
+def _clients(settings: Settings) -> list[dict[str, Any]]:
+    """One client per principal kind, and what each sees through the running API."""
+    from dataclasses import asdict
+
+    from hub.demo.clients import register_demo_clients, what_each_sees
+
+    made = register_demo_clients(settings)
+    seen = what_each_sees(settings, made)
+    return [{**asdict(c), **s} for c, s in zip(made, seen, strict=True)]
+
+
+def _print_clients(out: Console, rows: list[dict[str, Any]]) -> None:
+    from rich.text import Text
+
+    from hub.demo.view import clients_table
+
+    out.print(clients_table(rows))
+    for r in rows:  # plain text, never wrapped: each curl line must paste as one line
+        out.print(Text(f"# {r['kind']}", style="bold"))
+        out.print(Text(r["curl"]), soft_wrap=True)
 
 
 def _summary_renderables(summary: dict[str, Any]) -> Any:

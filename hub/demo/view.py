@@ -96,3 +96,15 @@ def urls_table(urls: dict[str, str]) -> Table:
     for name, url in urls.items():
         table.add_row(name, url)
     return table
+
+
+def clients_table(rows: list[dict[str, Any]]) -> Table:
+    """Who sees what, counted through the API, as each principal."""
+    table = Table(title="One client per principal (secrets shown once)", title_justify="left")
+    table.add_column("principal")
+    table.add_column("client_id")
+    table.add_column("events it sees", justify="right")
+    table.add_column("with reporter", justify="right")
+    for r in rows:
+        table.add_row(r["label"], r["client_id"], f"{r['events']:,}", f"{r['with_reporter']:,}")
+    return table

@@ -111,19 +111,33 @@ def _append(cols: dict[str, list[Any]], i: int, e: Event, record: Any) -> None:
     cols["offset"].append(record.offset)
 
 
-def _geometry_columns(events: list[Event]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _shape(e: Event) -> Any:
+    """The event's geometry for shapely, None for a point (built in bulk later). Raises
+    ValueError for what the contract lets through but no geometry library builds: positions
+    that mix 2 and 3 coordinates in one geometry."""
+    if isinstance(e.geometry, Point):
+        return None
+    try:
+        return shape(e.geometry.model_dump())
+    except ValueError as exc:
+        raise ValueError(
+            f"geometry cannot be built ({exc}); do its positions mix 2D and 3D?"
+        ) from None
+
+
+def _geometry_columns(
+    events: list[Event], shapes: list[Any]
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Representative lon/lat (for assignment) and hex WKB of every geometry."""
     lon = np.empty(len(events))
     lat = np.empty(len(events))
     geoms = np.empty(len(events), dtype=object)
-    for i, e in enumerate(events):
-        g = e.geometry
-        if isinstance(g, Point):
-            lon[i], lat[i] = g.coordinates[0], g.coordinates[1]
-            geoms[i] = None
+    for i, (e, g) in enumerate(zip(events, shapes, strict=True)):
+        if g is None:
+            lon[i], lat[i] = e.geometry.coordinates[0], e.geometry.coordinates[1]
         else:
-            geoms[i] = shape(g.model_dump())
-            rp = geoms[i].representative_point()
+            geoms[i] = g
+            rp = g.representative_point()
             lon[i], lat[i] = rp.x, rp.y
     points = shapely.points(lon, lat)
     is_point = np.array([g is None for g in geoms], dtype=bool)
@@ -133,7 +147,7 @@ def _geometry_columns(events: list[Event]) -> tuple[np.ndarray, np.ndarray, list
 
 def decode(records: Sequence[Any]) -> Decoded:
     """Validate every record; good ones become frame rows, bad ones rejects."""
-    cols, events, rejects = _columns(), [], []
+    cols, events, shapes, rejects = _columns(), [], [], []
     for i, record in enumerate(records):
         value = record.value
         if value is None:
@@ -144,17 +158,19 @@ def decode(records: Sequence[Any]) -> Decoded:
             continue
         try:
             event = parse_event(value)
+            geometry = _shape(event)  # before _append: a failure must leave the columns alone
             _append(cols, i, event, record)
         except ValidationError as exc:
             reason, detail = classify(exc)
             rejects.append(Reject(i, reason, detail))
             continue
-        except (TypeError, ValueError) as exc:  # orjson: e.g. an integer beyond 64 bits
-            rejects.append(Reject(i, SCHEMA, f"properties cannot be stored: {exc}"[:500]))
+        except (TypeError, ValueError) as exc:  # orjson: an integer beyond 64 bits; geometry
+            rejects.append(Reject(i, SCHEMA, f"cannot be stored: {exc}"[:500]))
             continue
         events.append(event)
+        shapes.append(geometry)
     frame = pl.DataFrame(cols, schema=FRAME_SCHEMA)
-    lon, lat, wkb = _geometry_columns(events)
+    lon, lat, wkb = _geometry_columns(events, shapes)
     frame = frame.with_columns(
         pl.Series("lon", lon, dtype=pl.Float64),
         pl.Series("lat", lat, dtype=pl.Float64),

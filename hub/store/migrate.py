@@ -38,7 +38,7 @@ def alembic_config(settings: Settings) -> Config:
 def upgrade(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     ensure_database(settings)
-    command.upgrade(alembic_config(settings), "heads")
+    command.upgrade(alembic_config(settings), "head")
 
 
 def drop_database(settings: Settings) -> None:

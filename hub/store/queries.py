@@ -10,11 +10,24 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Interval, Row, Select, Table, Text, bindparam, cast, func, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Interval,
+    Row,
+    Select,
+    Table,
+    Text,
+    bindparam,
+    cast,
+    func,
+    select,
+    text,
+    true,
+)
 from sqlalchemy.orm import Session
 from sqlmodel import SQLModel
 
@@ -45,7 +58,20 @@ class EventFilter:
     until: datetime | None = None  # exclusive: consecutive windows never count an event twice
 
 
-def _event_columns() -> list[Any]:
+@dataclass(frozen=True)
+class Visibility:
+    """What of the event log a caller may see, as SQL (``hub.auth.policy`` builds it from the
+    principal): the rows (``where``) and the reporter column (or NULL where identities are
+    hidden). The default shows everything: the owner's view, for the CLI and tests."""
+
+    where: ColumnElement[bool] = field(default_factory=true)
+    reporter: ColumnElement[Any] = field(default_factory=lambda: EVENT.c.reporter)
+
+
+EVERYTHING = Visibility()
+
+
+def _event_columns(reporter: ColumnElement[Any]) -> list[Any]:
     c = EVENT.c
     return [
         c.seq,
@@ -62,7 +88,7 @@ def _event_columns() -> list[Any]:
         func.ST_AsGeoJSON(c.geom).label("geometry"),
         c.source_system,
         c.source_connector,
-        c.reporter,
+        reporter.label("reporter"),
         cast(c.properties, Text).label("properties"),
         cast(func.to_json(c.refs), Text).label("refs"),  # JSON text: no array decoding per row
         c.ingested_at,
@@ -96,10 +122,16 @@ def _where(query: Select[Any], f: EventFilter) -> Select[Any]:
 
 
 def list_events(
-    session: Session, f: EventFilter, *, after_seq: int | None, limit: int
+    session: Session,
+    f: EventFilter,
+    *,
+    after_seq: int | None,
+    limit: int,
+    visible: Visibility = EVERYTHING,
 ) -> tuple[Sequence[Row[Any]], bool]:
-    """Up to ``limit`` events in ``seq`` order after ``after_seq``; and whether more exist."""
-    query = _where(select(*_event_columns()), f)
+    """Up to ``limit`` visible events in ``seq`` order after ``after_seq``; and whether more
+    exist."""
+    query = _where(select(*_event_columns(visible.reporter)).where(visible.where), f)
     if after_seq is not None:
         query = query.where(EVENT.c.seq > after_seq)
     _in_utc(session)
@@ -108,8 +140,13 @@ def list_events(
     return rows[:limit], len(rows) > limit
 
 
-def get_event(session: Session, event_id: uuid.UUID) -> Row[Any] | None:
-    query = select(*_event_columns()).where(EVENT.c.event_id == event_id)
+def get_event(
+    session: Session, event_id: uuid.UUID, visible: Visibility = EVERYTHING
+) -> Row[Any] | None:
+    """The event, if it exists and is visible (out of reach looks the same as absent)."""
+    query = select(*_event_columns(visible.reporter)).where(
+        EVENT.c.event_id == event_id, visible.where
+    )
     _in_utc(session)
     return session.execute(query).first()
 

@@ -11,6 +11,7 @@ API_ROLE = "hub_api"  # the database role the API connects as (see migration 000
 
 _SET = text(
     "SELECT set_config('hub.principal_kind', :kind, true),"
+    " set_config('hub.subject', :subject, true),"
     " set_config('hub.community_id', :community, true),"
     " set_config('hub.jurisdiction', :jurisdiction, true),"
     " set_config('hub.categories', :categories, true),"
@@ -24,6 +25,7 @@ def set_principal(session: Session, principal: Principal, zone_wkb: bytes | None
         _SET,
         {
             "kind": principal.kind,
+            "subject": principal.subject,
             "community": principal.community_id or "",
             "jurisdiction": (principal.jurisdiction_wkb or b"").hex(),
             "categories": ",".join(sorted(principal.categories or ())),
