@@ -173,6 +173,16 @@ def _uuid_text(value: Any) -> Any:
 _EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
 
+# An escaped NUL: \u0000 preceded by an even number of backslashes (so not "\\u0000" text).
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def holds_nul(raw: bytes) -> bool:
+    """Whether the JSON text has a NUL character in a string. JSON allows it; PostgreSQL text
+    and jsonb cannot store it, so every producer of the hub refuses such an event up front."""
+    return b"\\u0000" in raw and _NUL_ESCAPE.search(raw) is not None
+
+
 def parse_event(raw: bytes | str) -> Event:
     """Parse and validate one JSON event; raises ``pydantic.ValidationError``."""
     return _EVENT_ADAPTER.validate_json(raw)

@@ -399,6 +399,8 @@ def test_links_use_public_url(base_settings: Settings, rows: list[Row]) -> None:
         "cursor=bm90LWEtc2Vx",
         "cursor=",
         "community=",
+        "community=Mission%00",
+        "event_type=%00",
     ],
 )
 def test_bad_parameters_are_400_problems(client: TestClient, query: str) -> None:

@@ -177,12 +177,15 @@ def test_nothing_valid_is_a_400_with_the_errors_per_event(
         event(
             geometry={"type": "LineString", "coordinates": [[-122.42, 37.77], [-122.41, 37.78, 5]]}
         ),
+        # Valid JSON and contract, but PostgreSQL text cannot hold NUL: fusion would refuse it.
+        event(properties={"note": "a\x00b"}),
     ]
     response = no_broker_http.post("/v1/events", json=batch, headers=bearer(callers.community))
-    body = assert_problem(response, 400, "none of the 5 events was accepted")
+    body = assert_problem(response, 400, "none of the 6 events was accepted")
     errors = body["errors"]
-    assert [e["index"] for e in errors] == [0, 1, 2, 3, 4]
-    assert [e["status"] for e in errors] == [400, 400, 400, 403, 400]
+    assert [e["index"] for e in errors] == [0, 1, 2, 3, 4, 5]
+    assert [e["status"] for e in errors] == [400, 400, 400, 403, 400, 400]
+    assert "NUL" in errors[5]["detail"]
     assert errors[4]["errors"][0]["pointer"] == "/4/geometry/coordinates"
     assert errors[0]["errors"] == [  # as [lon, lat] and as [lon, lat, alt]: said once
         {

@@ -86,12 +86,15 @@ def test_wrong_or_missing_credentials_are_invalid_client(
         (None, GRANT | {"client_id": client.client_id, "client_secret": "wrong"}),
         (None, GRANT | {"client_id": client.client_id}),
         (None, GRANT),
+        (("a\x00b", secret), GRANT),  # PostgreSQL text cannot hold NUL: unknown, not a 500
     ]:
         response = http.post("/oauth/token", data=data, auth=auth)
         assert response.status_code == 401, (auth, data, response.text)
         assert response.json()["error"] == "invalid_client"
         assert response.headers["content-type"] == "application/json"
         assert "access_token" not in response.text
+    nul = http.post("/oauth/token", data=GRANT | {"client_id": "a\x00b", "client_secret": secret})
+    assert nul.status_code in (400, 401) and nul.json()["error"] == "invalid_client"  # RFC 6749 5.2
     basic = http.post("/oauth/token", data=GRANT, auth=(client.client_id, "wrong"))
     assert basic.headers["www-authenticate"].startswith("Basic ")
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from hub.api.deps import Access, SettingsDep, get_access
 from hub.api.errors import problem_responses
-from hub.api.events import parse_rfc3339
+from hub.api.events import NO_NUL, parse_rfc3339
 from hub.api.geojson import JSONBytesResponse, Link, absolute_url, dumps, link
 from hub.audit import store
 
@@ -94,7 +94,8 @@ def audit_trail(
     settings: SettingsDep,
     access: Annotated[Access, Security(get_access)],
     subject: Annotated[
-        str | None, Query(min_length=1, max_length=500, description="default: the caller")
+        str | None,
+        Query(min_length=1, max_length=500, pattern=NO_NUL, description="default: the caller"),
     ] = None,
     since: Annotated[str | None, Query(description="at >= since; RFC 3339 with an offset")] = None,
     after: Annotated[int, Query(ge=0, description="the last id seen; from a next link")] = 0,

@@ -134,8 +134,12 @@ def decode_cursor(cursor: str) -> int:
     return int(match.group(1))
 
 
+# PostgreSQL text cannot hold NUL: refused as a bad parameter, not sent to become a 500.
+NO_NUL = r"^[^\x00]*$"
+
+
 def _text(description: str) -> Any:
-    return Query(description=description, min_length=1, max_length=200)
+    return Query(description=description, min_length=1, max_length=200, pattern=NO_NUL)
 
 
 def event_filter(

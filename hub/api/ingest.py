@@ -33,7 +33,7 @@ from hub.auth.deps import require_scope
 from hub.auth.principal import Principal
 from hub.bus.kafka import producer as make_producer
 from hub.settings import Settings
-from schemas.event import Event, load_event_schema, parse_event
+from schemas.event import Event, holds_nul, load_event_schema, parse_event
 
 
 @asynccontextmanager
@@ -131,9 +131,19 @@ def write_refusal(principal: Principal, community_id: str | None) -> str | None:
 
 def check_item(index: int, item: Any, principal: Principal) -> Event | RejectedEvent:
     """The event to produce, or why it is refused."""
+    raw = orjson.dumps(item)
+    if holds_nul(raw):
+        why = "a string holds a NUL character (\\u0000), which the hub cannot store"
+        return RejectedEvent(
+            index=index,
+            event_id=_claimed_id(item),
+            status=400,
+            detail=why,
+            errors=[ItemError(pointer=f"/{index}", detail=why)],
+        )
     try:
         # From JSON text, exactly as fusion validates what it consumes.
-        event = parse_event(orjson.dumps(item))
+        event = parse_event(raw)
     except ValidationError as exc:
         return _invalid(index, item, exc)
     if len(_position_sizes(event.geometry.coordinates)) > 1:

@@ -318,6 +318,8 @@ def create_client(
 
 def get_client(conn: Connection, client_id: str) -> Client | None:
     """The client, revoked or not (callers check ``active``)."""
+    if "\x00" in client_id:  # no client id holds NUL (PostgreSQL text cannot): unknown
+        return None
     row = conn.execute(
         text(f"SELECT {_COLUMNS} FROM oauth_client WHERE client_id = :id"), {"id": client_id}
     ).first()

@@ -7,7 +7,6 @@ cap fusion far below its target.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +18,7 @@ import shapely
 from pydantic import ValidationError
 from shapely.geometry import shape
 
-from schemas.event import Event, Point, parse_event
+from schemas.event import Event, Point, holds_nul, parse_event
 
 # Reasons written to the DLQ header ``hub-dlq-reason``.
 NOT_JSON = "not_json"
@@ -27,9 +26,6 @@ SCHEMA = "schema_violation"
 COORDINATES = "coordinates_out_of_range"
 UNKNOWN_COMMUNITY = "unknown_community"
 STORE_REJECTED = "store_rejected"
-
-# An escaped NUL: \u0000 preceded by an even number of backslashes (so not "\\u0000" text).
-_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 _RANGE_ERRORS = {"greater_than_equal", "less_than_equal", "finite_number"}
 
@@ -153,7 +149,7 @@ def decode(records: Sequence[Any]) -> Decoded:
         if value is None:
             rejects.append(Reject(i, NOT_JSON, "empty message (tombstone)"))
             continue
-        if b"\\u0000" in value and _NUL_ESCAPE.search(value):  # text/jsonb cannot hold NUL
+        if holds_nul(value):
             rejects.append(Reject(i, SCHEMA, "NUL character (\\u0000) in a string"))
             continue
         try:
