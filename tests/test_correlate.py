@@ -1,0 +1,574 @@
+"""The pure correlation core: links, incidents, verification and the rules file (no database)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from functools import cache
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pyproj import Geod
+from shapely.geometry import Point, shape
+
+from hub.bench.workload import NEIGHBOURHOODS, Incident, sf_incidents
+from hub.fusion.correlate import (
+    SPHEROID_MARGIN,
+    IncidentSummary,
+    Report,
+    candidate_window,
+    cluster,
+    could_link,
+    distance_m,
+    independent_sources,
+    seed_id,
+    select_candidates,
+    severity_of,
+    source_key,
+    successors,
+    verification_state,
+)
+from hub.fusion.rules import SHIPPED, Rules, RulesError
+
+RULES = Rules.load()
+LA = ZoneInfo("America/Los_Angeles")
+T0 = datetime(2018, 12, 16, 9, 29, tzinfo=LA)
+M_PER_DEG = 6_371_008.8 * math.pi / 180  # metres per degree of latitude on the sphere
+_ids = itertools.count(1)
+
+
+def moved(lon: float, lat: float, north_m: float = 0.0, east_m: float = 0.0) -> tuple[float, float]:
+    """A point ``north_m``/``east_m`` metres away (local flat approximation, fine below 10 km)."""
+    return (
+        lon + east_m / (M_PER_DEG * math.cos(math.radians(lat))),
+        lat + north_m / M_PER_DEG,
+    )
+
+
+def rep(
+    event_type: str = "fire",
+    at: tuple[float, float] = (-122.4194, 37.7793),
+    minutes: float = 0.0,
+    *,
+    source: str = "s:hotline",
+    community: str | None = "Tenderloin",
+    **fields: Any,
+) -> Report:
+    """A report; its event_id grows with each call (so earlier-made reports have smaller ids)."""
+    return Report(
+        event_id=fields.pop("event_id", uuid.UUID(int=next(_ids))),
+        event_type=event_type,
+        status=fields.pop("status", "actual"),
+        observed_at=T0 + timedelta(minutes=minutes),
+        lon=at[0],
+        lat=at[1],
+        community_id=community,
+        source_key=source,
+        **fields,
+    )
+
+
+def partition(assignment: Mapping[uuid.UUID, uuid.UUID]) -> set[frozenset[uuid.UUID]]:
+    groups: dict[uuid.UUID, set[uuid.UUID]] = {}
+    for event_id, incident in assignment.items():
+        groups.setdefault(incident, set()).add(event_id)
+    return {frozenset(g) for g in groups.values()}
+
+
+def together(assignment: Mapping[uuid.UUID, uuid.UUID], *reports: Report) -> bool:
+    return len({assignment[r.event_id] for r in reports}) == 1
+
+
+# --- scenarios of the issue -------------------------------------------------------------------
+
+
+@cache
+def _polygons() -> dict[str, Any]:
+    doc = json.loads(Path(NEIGHBOURHOODS).read_text())
+    return {f["properties"]["nhood"]: shape(f["geometry"]) for f in doc["features"]}
+
+
+def _fire_on_a_border() -> tuple[Incident, str]:
+    """The first real SFPD fire (arson / fire report) lying on the border with exactly one
+    other neighbourhood (boundaries run along street centre lines, where incidents are
+    geocoded)."""
+    polygons = _polygons()
+    for inc in sf_incidents():
+        if inc.category not in ("Arson", "Fire Report"):
+            continue
+        here = Point(inc.lon, inc.lat)
+        near = [
+            n for n, poly in polygons.items() if n != inc.community and poly.distance(here) < 1e-5
+        ]
+        if len(near) == 1:
+            return inc, near[0]
+    raise AssertionError("no fire on a neighbourhood border in the SF data")
+
+
+def test_cross_boundary_fire_is_one_corroborated_incident() -> None:
+    inc, other = _fire_on_a_border()
+    polygons = _polygons()
+    # Two callers 40 m either side of the border, one in each community.
+    for bearing in range(0, 360, 5):
+        north, east = 40 * math.cos(math.radians(bearing)), 40 * math.sin(math.radians(bearing))
+        a, b = moved(inc.lon, inc.lat, north, east), moved(inc.lon, inc.lat, -north, -east)
+        if polygons[inc.community].contains(Point(*a)) and polygons[other].contains(Point(*b)):
+            break
+    else:
+        raise AssertionError("no direction crosses the border")
+    t = datetime.fromisoformat(inc.observed_at)
+    first = rep(at=a, community=inc.community, source=source_key("p-1", "grid", inc.community))
+    second = rep(at=b, community=other, source=source_key("p-2", "grid", other), minutes=4)
+    first, second = (
+        Report(**{**_fields(r), "observed_at": t + (r.observed_at - T0)}) for r in (first, second)
+    )
+    assert 79.0 < distance_m(first, second) < 81.0
+
+    incidents = cluster([first, second], RULES)
+    assert together(incidents, first, second)
+    summary = IncidentSummary.build(incidents[first.event_id], [first, second])
+    assert summary.communities == tuple(sorted((inc.community, other)))
+    assert (summary.sources, summary.verification) == (2, "corroborated")
+    assert summary.event_type == "fire"
+
+
+def _fields(r: Report) -> dict[str, Any]:
+    return {name: getattr(r, name) for name in Report.__slots__}
+
+
+def test_two_fires_2_km_apart_are_two_incidents() -> None:
+    a = rep("fire")
+    b = rep("fire", moved(a.lon, a.lat, 1400, 1430), minutes=1)
+    assert 1990 < distance_m(a, b) < 2010
+    assert partition(cluster([a, b], RULES)) == {frozenset({a.event_id}), frozenset({b.event_id})}
+
+
+def test_fire_and_medical_at_the_same_place_are_two_incidents() -> None:
+    a, b = rep("fire"), rep("medical", minutes=1)
+    assert not together(cluster([a, b], RULES), a, b)
+
+
+def test_same_place_two_hours_apart_are_two_incidents() -> None:
+    a, b = rep("fire"), rep("fire", minutes=120)
+    assert not together(cluster([a, b], RULES), a, b)
+
+
+def test_other_never_correlates() -> None:
+    a, b = rep("other"), rep("other", minutes=1)
+    assert not together(cluster([a, b], RULES), a, b)
+    update = rep("other", moved(a.lon, a.lat, 5000), minutes=300, refs=(a.event_id,))
+    assert together(cluster([a, update], RULES), a, update)  # the source's own word still holds
+
+
+def test_same_source_repeat_does_not_corroborate() -> None:
+    same_person = [rep(source=source_key("p-1", "grid", "Mission"), minutes=m) for m in (0, 3)]
+    same_system = [rep(source=source_key(None, "sfpd-incidents", c)) for c in ("Mission", "SoMa")]
+    two_people = [rep(source=source_key(p, "grid", "Mission"), minutes=2) for p in ("p-1", "p-2")]
+    for reports, expected in ((same_person, 1), (same_system, 1), (two_people, 2)):
+        assert len(set(cluster(reports, RULES).values())) == 1
+        assert independent_sources(reports) == expected
+    assert verification_state(1) == "reported"
+    assert verification_state(2) == "corroborated"
+
+
+def test_source_keys() -> None:
+    # A pseudonym counts per community; a signed sensor per sensor; colons cannot forge a key.
+    assert source_key("p", "grid", "A") != source_key("p", "grid", "B")
+    assert source_key("s-1", "mqtt", "A", signed_sensor=True) != source_key(
+        "s-2", "mqtt", "A", signed_sensor=True
+    )
+    assert source_key("c", "g", "a:b") != source_key("b:c", "g", "a")
+    assert source_key(None, "mqtt", "A") == source_key(None, "mqtt", "B") == "s:mqtt"
+    with pytest.raises(ValueError, match="sensor id"):
+        source_key(None, "mqtt", "A", signed_sensor=True)
+
+
+def test_a_decision_wins_over_the_count() -> None:
+    assert verification_state(5, "refuted") == "refuted"
+    assert verification_state(1, "verified") == "verified"
+
+
+def test_compatible_types_merge_with_the_larger_limits() -> None:
+    fire = rep("fire")
+    smoke = rep("smoke", moved(fire.lon, fire.lat, 100), minutes=10)
+    assert together(cluster([fire, smoke], RULES), fire, smoke)
+    # 450 m: beyond fire's own 300 m, within smoke's 500 m, which the pair takes.
+    far_smoke = rep("smoke", moved(fire.lon, fire.lat, 450), minutes=5)
+    far_fire = rep("fire", moved(fire.lon, fire.lat, 450), minutes=5)
+    assert together(cluster([fire, far_smoke], RULES), fire, far_smoke)
+    assert not together(cluster([fire, far_fire], RULES), fire, far_fire)
+    assert RULES.limits("smoke", "fire") == RULES.limits("fire", "smoke")
+    assert RULES.limits("fire", "medical") is None
+
+
+def test_exercise_and_actual_never_link() -> None:
+    a, b = rep("fire"), rep("fire", minutes=1, status="exercise")
+    c = rep("fire", minutes=2, status="exercise", refs=(a.event_id,))
+    assert partition(cluster([a, b, c], RULES)) == {
+        frozenset({a.event_id}),
+        frozenset({b.event_id, c.event_id}),
+    }
+
+
+def test_update_via_refs_links_regardless_of_distance_and_time() -> None:
+    a = rep("fire")
+    update = rep("fire", moved(a.lon, a.lat, 5000), minutes=240, refs=(a.event_id,))
+    other = rep("fire", moved(a.lon, a.lat, 5000), minutes=240)
+    incidents = cluster([a, update, other], RULES)
+    assert together(incidents, a, update, other)  # other is near the update
+    assert could_link(a, update, RULES) and not could_link(a, other, RULES)
+
+
+def test_cancel_removes_the_report_and_splits_the_bridge() -> None:
+    west = rep("fire")
+    bridge = rep("fire", moved(west.lon, west.lat, east_m=250), minutes=5)
+    east = rep("fire", moved(west.lon, west.lat, east_m=500), minutes=10)
+    before = cluster([west, bridge, east], RULES)
+    assert together(before, west, bridge, east)
+
+    cancelled = Report(**{**_fields(bridge), "cancelled": True})
+    after = cluster([west, cancelled, east], RULES)
+    assert bridge.event_id not in after
+    assert not together(after, west, east)
+    assert after[west.event_id] == before[west.event_id]  # the earliest report keeps the name
+    # Incrementally: all members of the former incident, without their prior, recompute it.
+    assert cluster([west, cancelled, east], RULES, prior={}) == after
+    assert successors(before, after) == {}  # west's piece keeps the id; east's is new
+
+
+def test_a_pinned_report_stays_alone() -> None:
+    a = rep("fire")
+    b = rep("fire", moved(a.lon, a.lat, 250), minutes=5)
+    before = cluster([a, b], RULES)
+    assert together(before, a, b)
+
+    pinned_a = Report(**{**_fields(a), "pinned": True})
+    between = rep("fire", moved(a.lon, a.lat, 125), minutes=3)
+    near_update = rep("fire", (a.lon, a.lat), minutes=4, refs=(a.event_id,))
+    after = cluster([pinned_a, b, between, near_update], RULES)
+    assert partition(after) == {
+        frozenset({a.event_id}),
+        frozenset({b.event_id, between.event_id, near_update.event_id}),
+    }
+    # a was the earliest report, yet the split-out report does not take the incident's id.
+    assert after[a.event_id] != before[a.event_id] == seed_id(a)
+    assert after[a.event_id] == seed_id(pinned_a)
+    # A prior entry cannot pull it back either.
+    assert cluster([pinned_a, b], RULES, prior=before)[a.event_id] == seed_id(pinned_a)
+
+
+# --- incident ids and incremental clustering --------------------------------------------------
+
+
+def test_the_incident_is_named_after_its_earliest_report_and_a_merge_keeps_the_older_id() -> None:
+    late = rep("fire", minutes=10)
+    early = rep("fire", moved(late.lon, late.lat, 500), minutes=0)  # made after: a larger id
+    first = cluster([late], RULES)
+    assert first[late.event_id] == seed_id(late)
+    both = cluster([late, early], RULES)
+    assert not together(both, late, early)
+    bridge = rep("fire", moved(late.lon, late.lat, 250), minutes=5)
+    merged = cluster([late, early, bridge], RULES)
+    assert set(merged.values()) == {seed_id(early)}  # the older incident's id, not min(uuids)
+    assert successors(both, merged) == {seed_id(late): frozenset({seed_id(early)})}
+
+
+def test_a_new_report_bridging_two_stored_incidents_merges_them() -> None:
+    # Two stored incidents, each a chain reaching far from the new report (1 km west / east).
+    west = [
+        rep("fire", moved(-122.4194, 37.7793, east_m=-1000 + 250 * k), minutes=k) for k in range(4)
+    ]
+    east = [
+        rep("fire", moved(-122.4194, 37.7793, east_m=1000 - 250 * k), minutes=k) for k in range(4)
+    ]
+    stored = west + east
+    prior = cluster(stored, RULES)
+    assert len(set(prior.values())) == 2
+    new = rep("fire", (-122.4194, 37.7793), minutes=4)  # 250 m from the nearest of each
+
+    candidates = select_candidates(stored, [new], RULES)
+    assert {c.event_id for c in candidates} == {west[-1].event_id, east[-1].event_id}
+    result = cluster([*candidates, new], RULES, {c.event_id: prior[c.event_id] for c in candidates})
+    full = cluster([*stored, new], RULES)
+    assert len(set(full.values())) == 1
+    assert all(result[e] == full[e] for e in result)
+    renamed = successors(prior, result)
+    for r in stored:  # the members that were not fetched follow through the alias
+        (now,) = renamed.get(prior[r.event_id], {prior[r.event_id]})
+        assert now == full[r.event_id]
+
+
+def test_candidate_window() -> None:
+    batch = [rep("fire"), rep("medical")]
+    reach = candidate_window(RULES, batch)
+    assert reach.distance_m == pytest.approx(500 * SPHEROID_MARGIN)  # fire's partner smoke
+    assert reach.window == timedelta(minutes=60)  # medical's partner suicide
+    assert candidate_window(RULES, [rep("other")]).distance_m == 0.0
+    assert candidate_window(RULES, [rep("fire", pinned=True)]).distance_m == 0.0
+
+
+def test_conflicting_copies_of_one_event_are_refused() -> None:
+    a = rep("fire")
+    assert cluster([a, a], RULES) == {a.event_id: seed_id(a)}
+    with pytest.raises(ValueError, match="two different reports"):
+        cluster([a, Report(**{**_fields(a), "severity": "Severe"})], RULES)
+
+
+def test_a_report_needs_an_aware_time_and_a_picture() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        Report(**{**_fields(rep()), "observed_at": datetime(2018, 12, 1)})
+    with pytest.raises(ValueError, match="picture"):
+        Report(**{**_fields(rep()), "status": "Actual"})
+
+
+def test_the_sphere_stays_within_the_margin_of_the_ellipsoid() -> None:
+    geod = Geod(ellps="WGS84")
+    points = [(-122.42, 37.78), (0.0, 0.0), (10.0, 60.0), (100.0, -80.0), (179.99, 0.5)]
+    for (lon, lat), (north, east) in itertools.product(points, [(300, 0), (0, 300), (700, 700)]):
+        a = rep(at=(lon, lat))
+        b = rep(at=moved(lon, lat, north, east))
+        ellipsoid = geod.inv(a.lon, a.lat, b.lon, b.lat)[2]
+        assert abs(distance_m(a, b) / ellipsoid - 1) < SPHEROID_MARGIN - 1
+
+
+# --- summaries --------------------------------------------------------------------------------
+
+
+def test_severity_is_the_highest_credible() -> None:
+    rumour = rep(severity="Extreme", certainty="Unlikely")
+    seen = rep(severity="Moderate", certainty="Observed")
+    assert severity_of([rumour, seen]) == "Moderate"
+    assert severity_of([rumour, rep(severity="Minor", certainty="Unknown")]) == "Extreme"
+    assert severity_of([]) == "Unknown"
+
+
+def test_summary() -> None:
+    smoke = rep("smoke", minutes=0, severity="Minor", certainty="Possible", community="B")
+    fire = rep("fire", minutes=5, severity="Severe", certainty="Likely", community="A")
+    later = rep("fire", minutes=9, severity="Moderate", certainty="Observed", community=None)
+    gone = rep("smoke", minutes=12, severity="Extreme", certainty="Observed", cancelled=True)
+    summary = IncidentSummary.build(uuid.UUID(int=1), [later, gone, fire, smoke], "refuted")
+    assert summary.event_type == "fire"
+    assert (summary.severity, summary.certainty) == ("Severe", "Observed")
+    assert summary.first_observed_at == smoke.observed_at
+    assert summary.last_observed_at == later.observed_at
+    assert summary.communities == ("A", "B")
+    assert summary.members == (smoke.event_id, fire.event_id, later.event_id)
+    assert summary.points[0] == (smoke.lon, smoke.lat)
+    assert summary.verification == "refuted"
+    # A tie in counts goes to the type of the most severe report, then to the name.
+    tie = [rep("smoke", severity="Minor"), rep("fire", severity="Severe")]
+    assert IncidentSummary.build(uuid.UUID(int=2), tie).event_type == "fire"
+    tie = [rep("smoke", severity="Minor"), rep("fire", severity="Minor")]
+    assert IncidentSummary.build(uuid.UUID(int=3), tie).event_type == "fire"
+    with pytest.raises(ValueError, match="no live report"):
+        IncidentSummary.build(uuid.UUID(int=4), [gone])
+
+
+# --- properties -------------------------------------------------------------------------------
+
+
+@cache
+def _bases() -> tuple[Incident, ...]:
+    """Real places to scatter reports around: SFPD incidents of one dense neighbourhood."""
+    return tuple(i for i in sf_incidents() if i.community == "Tenderloin")[:25]
+
+
+TYPES = ("fire", "smoke", "vehicle_fire", "medical", "traffic_collision", "other", "assault")
+
+
+@st.composite
+def report_sets(draw: st.DrawFn, max_size: int = 40) -> list[Report]:
+    n = draw(st.integers(1, max_size))
+    ids = draw(st.lists(st.integers(1, 2**64), min_size=n, max_size=n, unique=True))
+    bases = _bases()
+    out: list[Report] = []
+    for raw_id in ids:
+        base = bases[draw(st.integers(0, len(bases) - 1))]
+        at = moved(base.lon, base.lat, draw(st.floats(-300, 300)), draw(st.floats(-300, 300)))
+        refs: tuple[uuid.UUID, ...] = ()
+        if out and draw(st.integers(0, 9)) == 0:
+            refs = (out[draw(st.integers(0, len(out) - 1))].event_id,)
+        out.append(
+            Report(
+                event_id=uuid.UUID(int=raw_id),
+                event_type=draw(st.sampled_from(TYPES)),
+                status=draw(st.sampled_from(("actual", "actual", "actual", "exercise"))),
+                observed_at=T0 + timedelta(seconds=draw(st.integers(0, 5400))),
+                lon=at[0],
+                lat=at[1],
+                community_id=base.community,
+                source_key=f"s:{draw(st.integers(0, 3))}",
+                pinned=draw(st.integers(0, 9)) == 0,
+                cancelled=draw(st.integers(0, 9)) == 0,
+                refs=refs,
+            )
+        )
+    return out
+
+
+def _oracle(reports: Sequence[Report], rules: Rules) -> dict[uuid.UUID, uuid.UUID]:
+    """Components of the link graph by comparing every pair, named by the smallest seed."""
+    live = [r for r in reports if not r.cancelled]
+    component = {r.event_id: {r.event_id} for r in live}
+    for a, b in itertools.combinations(live, 2):
+        if could_link(a, b, rules) and component[a.event_id] is not component[b.event_id]:
+            merged = component[a.event_id] | component[b.event_id]
+            for e in merged:
+                component[e] = merged
+    seeds = {r.event_id: seed_id(r) for r in live}
+    return {e: min(seeds[m] for m in members) for e, members in component.items()}
+
+
+@settings(max_examples=60, deadline=None)
+@given(report_sets(), st.randoms(use_true_random=False))
+def test_incidents_do_not_depend_on_the_order_of_arrival(reports: list[Report], rng: Any) -> None:
+    expected = cluster(reports, RULES)
+    assert expected == _oracle(reports, RULES)
+    shuffled = list(reports)
+    rng.shuffle(shuffled)
+    assert cluster(shuffled, RULES) == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(report_sets(), st.integers(0, 40))
+def test_incremental_equals_batch(reports: list[Report], cut: int) -> None:
+    stored, batch = reports[:cut], reports[cut:]
+    prior = cluster(stored, RULES)
+    candidates = select_candidates(stored, batch, RULES)
+    fetched = {c.event_id for c in candidates}
+    result = cluster([*candidates, *batch], RULES, {e: i for e, i in prior.items() if e in fetched})
+    full = cluster(reports, RULES)
+    assert all(result[e] == full[e] for e in result)
+    assert set(result) == {r.event_id for r in [*candidates, *batch] if not r.cancelled}
+    renamed = successors(prior, result)
+    assert all(len(new) == 1 for new in renamed.values())  # merges only: nothing was removed
+    for event_id, old in prior.items():  # stored members not fetched follow the alias
+        (now,) = renamed.get(old, {old})
+        assert now == full[event_id]
+
+
+WIDE = Rules.parse(
+    {
+        "defaults": {"distance_m": 20_000, "window": 600, "correlate": True},
+        "types": {"near": {"distance_m": 500, "window": 30}, "far": {"distance_m": 50_000}},
+        "compatible": {"pairs": [["near", "far"]]},
+    },
+    "wide",
+)
+
+
+@st.composite
+def world_reports(draw: st.DrawFn) -> list[Report]:
+    """Reports around the poles, the antimeridian and SF: the grid's awkward places."""
+    n = draw(st.integers(1, 30))
+    anchors = [(-179.99, 0.0), (179.99, 0.1), (0.0, 89.99), (120.0, -89.95), (-122.42, 37.78)]
+    out = []
+    for k in range(n):
+        lon0, lat0 = draw(st.sampled_from(anchors))
+        lon = lon0 + draw(st.floats(-0.3, 0.3))
+        lon = lon - 360 if lon > 180 else lon + 360 if lon < -180 else lon
+        lat = max(-90.0, min(90.0, lat0 + draw(st.floats(-0.3, 0.3))))
+        out.append(
+            rep(
+                draw(st.sampled_from(("near", "far", "misc"))),
+                (lon, lat),
+                draw(st.floats(0, 1200)),
+                event_id=uuid.UUID(int=k + 1),
+            )
+        )
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(world_reports())
+def test_the_grid_misses_no_link_anywhere_on_earth(reports: list[Report]) -> None:
+    assert cluster(reports, WIDE) == _oracle(reports, WIDE)
+
+
+# --- the rules file ---------------------------------------------------------------------------
+
+
+def test_the_shipped_rules() -> None:
+    assert Rules.load(SHIPPED) == RULES
+    assert RULES.rule("fire").distance_m == 300 and RULES.rule("fire").window.seconds == 1800
+    assert RULES.rule("flood").distance_m == 1000
+    assert RULES.rule("flood").window == timedelta(hours=6)
+    assert RULES.rule("larceny_theft") == RULES.default
+    assert (RULES.default.distance_m, RULES.default.window) == (250, timedelta(minutes=20))
+    assert not RULES.rule("other").correlate and RULES.partners("other") == frozenset()
+    for pair in (("smoke", "fire"), ("traffic_collision", "medical"), ("water_level", "flood")):
+        assert RULES.compatible_types(*pair) and RULES.compatible_types(*reversed(pair))
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "rules.toml"
+    path.write_text(text)
+    return path
+
+
+DEFAULTS = "[defaults]\ndistance_m = 250\nwindow = 20\ncorrelate = true\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "problem"),
+    [
+        ("colour = 1\n" + DEFAULTS, "colour", "unknown key"),
+        (DEFAULTS + "colour = 1\n", "defaults.colour", "unknown key"),
+        (DEFAULTS + "[types.fire]\nradius = 3\n", "types.fire.radius", "unknown key"),
+        (DEFAULTS + "[types.fire]\ndistance_m = -3\n", "types.fire.distance_m", "> 0"),
+        (DEFAULTS + "[types.fire]\nwindow = 0\n", "types.fire.window", "> 0"),
+        (DEFAULTS + "[types.fire]\nwindow = true\n", "types.fire.window", "number"),
+        (DEFAULTS + "[types.fire]\nwindow = '30'\n", "types.fire.window", "number"),
+        (DEFAULTS + "[types.fire]\ndistance_m = 1e9\n", "types.fire.distance_m", "at most"),
+        (DEFAULTS + "[types.fire]\ncorrelate = 'no'\n", "types.fire.correlate", "true or false"),
+        (DEFAULTS + "[types.Fire]\n", "types.Fire", "not an event type"),
+        ("types = 3\n" + DEFAULTS, "types", "table"),
+        ("[defaults]\ndistance_m = 250\ncorrelate = true\n", "defaults.window", "missing"),
+        (DEFAULTS + "[compatible]\npairs = [['a']]\n", "compatible.pairs[0]", "pair"),
+        (DEFAULTS + "[compatible]\npairs = [['a', 'a']]\n", "compatible.pairs[0]", "always"),
+        (
+            DEFAULTS + "[compatible]\npairs = [['a','b'],['b','a']]\n",
+            "compatible.pairs[1]",
+            "repeats",
+        ),
+        (DEFAULTS + "[compatible]\nlist = []\n", "compatible.list", "unknown key"),
+        (
+            DEFAULTS
+            + "[types.other]\ncorrelate = false\n[compatible]\npairs = [['other','fire']]\n",
+            "compatible.pairs[0]",
+            "correlate = false",
+        ),
+    ],
+)
+def test_rules_errors_name_the_file_and_the_key(
+    tmp_path: Path, text: str, key: str, problem: str
+) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(RulesError) as caught:
+        Rules.load(path)
+    assert str(caught.value).startswith(f"{path}: {key}: ")
+    assert problem in str(caught.value)
+
+
+def test_rules_file_problems(tmp_path: Path) -> None:
+    with pytest.raises(RulesError, match="not valid TOML"):
+        Rules.load(_write(tmp_path, "[defaults\n"))
+    with pytest.raises(RulesError, match="cannot read"):
+        Rules.load(tmp_path / "missing.toml")
+
+
+def test_a_pair_may_name_a_type_without_an_entry(tmp_path: Path) -> None:
+    rules = Rules.load(
+        _write(tmp_path, DEFAULTS + "[compatible]\npairs = [['landslide', 'flood']]\n")
+    )
+    assert rules.limits("flood", "landslide") == (250, timedelta(minutes=20))
+    assert rules.partners("flood") == {"flood", "landslide"}
