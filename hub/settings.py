@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     tile_zoom: int = Field(
         12, ge=0, le=20, description="web-mercator zoom of the partition key tile"
     )
+    grid_h3_resolution: int = Field(
+        9, ge=0, le=15, description="H3 resolution of the generated grid (communities without one)"
+    )
 
     # Fusion worker
     consumer_group: str = "hub-fusion"

@@ -253,10 +253,13 @@ def test_community_filter(
 
 
 def test_community_filter_percent_encoded(client: TestClient, db: psycopg.Connection) -> None:
-    response = client.get("/v1/events?community=Financial%20District%2FSouth%20Beach&limit=10000")
+    response = client.get("/v1/events?community=Financial%20District%2FSouth%20Beach&limit=10")
     assert response.status_code == 200
+    # every page, however many events earlier tests left in the shared database
+    features = response.json()["features"]
+    features += fetch_all(client, {"community": "Financial District/South Beach"})[10:]
     expected = sql_ids(db, "community_id = 'Financial District/South Beach'")
-    assert ids(response.json()["features"]) == expected
+    assert ids(features) == expected
 
 
 @pytest.mark.parametrize(

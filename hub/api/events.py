@@ -59,6 +59,11 @@ class EventProperties(BaseModel):
     properties: dict[str, Any] = Field(description="the event's own, kind-specific properties")
     refs: list[uuid.UUID] = Field(description="event ids this event updates or cancels")
     ingested_at: datetime = Field(description="when the hub stored it (UTC with Z)")
+    grid_cell: str | None = Field(
+        description="its community's own unit grid cell (`<community_id>/<code>`), else the "
+        "generated H3 cell (`h3/<index>`); null for events stored before grids existed",
+        examples=["Mission/M-07", "h3/892830828cbffff"],
+    )
 
 
 class EventFeature(FeatureBase):
@@ -206,6 +211,7 @@ def event_feature(row: Row[Any]) -> dict[str, Any]:
             "properties": fragment(row.properties),
             "refs": fragment(row.refs),
             "ingested_at": row.ingested_at,
+            "grid_cell": row.grid_cell,
         },
     }
 

@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import typer
 
-from hub.cli import api, audit, bench, client, community, connector, db, demo, fusion, keys, stack
+from hub.cli import (
+    api,
+    audit,
+    bench,
+    client,
+    community,
+    connector,
+    db,
+    demo,
+    fusion,
+    grid,
+    keys,
+    stack,
+)
 
 app = typer.Typer(
     name="hub",
@@ -17,6 +30,7 @@ for group, name in [
     (fusion.app, "fusion"),
     (api.app, "api"),
     (community.app, "community"),
+    (grid.app, "grid"),
     (connector.app, "connector"),
     (bench.app, "bench"),
     (audit.app, "audit"),

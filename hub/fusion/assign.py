@@ -1,15 +1,17 @@
-"""Give every event a known community: assign missing ones by polygon, flag unknown ones."""
+"""Give every event a known community (assign missing ones by polygon, flag unknown ones) and
+its grid cell."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 import numpy as np
 import polars as pl
 
 from geo.assign import CommunityIndex
+from geo.grids import GridIndex, h3_cell_ids
 
 log = logging.getLogger(__name__)
 
@@ -52,3 +54,52 @@ class CommunityResolver:
         for row, cid in zip(rows, ids, strict=True):
             filled[row] = cid
         return frame.with_columns(pl.Series("community_id", filled, dtype=pl.String))
+
+
+class GridResolver:
+    """Gives every event its grid cell: the imported cell of its community that contains it,
+    else the H3 cell at ``resolution`` (communities without a grid, points outside theirs).
+
+    Unlike an unknown community id, nothing in the stream says that a grid was imported, so
+    the store's grid version is checked at most every ``min_check_s`` and the index reloaded
+    when it changed: events of the first seconds after an import may still get H3 cells. A
+    failed check keeps the current index: stale cells beat a stopped stream, and the sink
+    waits out a database outage on its own.
+    """
+
+    def __init__(
+        self,
+        load: Callable[[], tuple[Hashable, GridIndex]],
+        version: Callable[[], Hashable],
+        resolution: int,
+        min_check_s: float = 5.0,
+    ) -> None:
+        self._load = load
+        self._version = version
+        self.resolution = resolution
+        self.min_check_s = min_check_s
+        self._loaded_version, self.index = load()
+        self._checked_at = time.monotonic()
+
+    def refresh(self) -> None:
+        """Reload the index if the store's grids changed since it was loaded."""
+        self._checked_at = time.monotonic()
+        try:
+            if self._version() != self._loaded_version:
+                self._loaded_version, self.index = self._load()
+                log.info("grids reloaded", extra={"cells": len(self.index)})
+        except Exception:
+            log.warning("grid check failed; keeping the loaded grids", exc_info=True)
+
+    def assign(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """``frame`` (with known communities) plus its ``grid_cell`` column."""
+        if time.monotonic() - self._checked_at >= self.min_check_s:
+            self.refresh()
+        lon, lat = frame["lon"].to_numpy(), frame["lat"].to_numpy()
+        cells = self.index.assign(lon, lat, frame["community_id"].to_list())
+        rest = np.flatnonzero(np.array([c is None for c in cells], dtype=bool))
+        for row, cell in zip(
+            rest.tolist(), h3_cell_ids(lon[rest], lat[rest], self.resolution), strict=True
+        ):
+            cells[row] = cell
+        return frame.with_columns(pl.Series("grid_cell", cells, dtype=pl.String))

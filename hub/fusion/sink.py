@@ -1,5 +1,6 @@
 """The PostgreSQL side of fusion: one transaction per batch holds the events, the community
-stats, the counters AND the consumer offsets, so a crash at any point changes nothing.
+stats, the counters, the H3 cells first named by the batch AND the consumer offsets, so a crash
+at any point changes nothing.
 
 Rows travel as CSV written by polars (no per-row Python work) into a temporary staging table
 through COPY, then ``INSERT ... ON CONFLICT (event_id) DO NOTHING``: the unique constraint is
@@ -15,6 +16,9 @@ from dataclasses import dataclass
 
 import polars as pl
 import psycopg
+
+from geo.grids import H3_PREFIX
+from hub.store.grids import ensure_h3_cells
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,7 @@ STAGE_COLUMNS = [
     "partition",
     "offset",
     "geom_wkb",
+    "grid_cell",
 ]
 
 _CREATE_STAGE = """
@@ -45,7 +50,7 @@ CREATE TEMP TABLE IF NOT EXISTS fusion_stage (
     idx bigint, event_id uuid, community_id text, kind text, category text, severity text,
     urgency text, certainty text, status text, event_type text, observed_at timestamptz,
     source_system text, source_connector text, reporter text, properties jsonb, refs uuid[],
-    sent_ms bigint, partition int, "offset" bigint, geom_wkb geometry
+    sent_ms bigint, partition int, "offset" bigint, geom_wkb geometry, grid_cell text
 ) ON COMMIT DELETE ROWS
 """
 
@@ -59,10 +64,11 @@ _INSERT = """
 WITH ins AS (
     INSERT INTO event (event_id, community_id, kind, category, severity, urgency, certainty,
         status, event_type, observed_at, geom, source_system, source_connector, reporter,
-        properties, refs, sent_at, kafka_partition, kafka_offset)
+        properties, refs, sent_at, kafka_partition, kafka_offset, grid_cell)
     SELECT event_id, community_id, kind, category, severity, urgency, certainty, status,
         event_type, observed_at, ST_SetSRID(geom_wkb, 4326), source_system, source_connector,
-        reporter, properties, refs, to_timestamp(sent_ms / 1000.0), partition, "offset"
+        reporter, properties, refs, to_timestamp(sent_ms / 1000.0), partition, "offset",
+        grid_cell
     FROM fusion_stage ORDER BY partition, "offset"
     ON CONFLICT (event_id) DO NOTHING
     RETURNING community_id, observed_at, ingested_at
@@ -80,6 +86,8 @@ WITH ins AS (
 )
 SELECT coalesce(sum(n), 0)::bigint FROM agg
 """
+
+MAX_KNOWN_H3_CELLS = 500_000  # ~50 MB of ids; a city at resolution 9 has a few thousand
 
 EVENT_SEQ_LOCK = 0x4855_4253_4551  # "HUBSEQ": serialises event inserts from commit to commit
 
@@ -113,6 +121,8 @@ class BatchCounts:
 
 
 def to_csv(frame: pl.DataFrame) -> bytes:
+    if "grid_cell" not in frame.columns:  # a frame that skipped grid assignment (bench prefill)
+        frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias("grid_cell"))
     buf = io.BytesIO()
     frame.select(["idx", *STAGE_COLUMNS]).write_csv(buf, include_header=False)
     return buf.getvalue()
@@ -125,6 +135,9 @@ class PostgresSink:
         self.conn = conn
         self.group_id = group_id
         self.topic = topic
+        # H3 cells known to be stored: their polygons are not built again for every batch.
+        # Filled after commit only, so a rolled-back batch leaves nothing believed stored.
+        self._h3_stored: set[str] = set()
         with conn.transaction():
             conn.execute(_CREATE_STAGE)
 
@@ -144,15 +157,29 @@ class PostgresSink:
         counts: BatchCounts,
     ) -> int:
         """Store the batch with its offsets and counters in one transaction; returns rows stored."""
+        new_cells = self._new_h3_cells(frame)
         with self.conn.transaction(), self.conn.cursor() as cur:
             stored = self._insert(cur, frame) if frame.height else 0
+            # After _insert took the sequence lock: two workers naming the same new cell then
+            # queue on that lock instead of deadlocking on each other's uncommitted cell rows.
+            ensure_h3_cells(self.conn, new_cells)
             cur.executemany(
                 _OFFSETS,
                 [(self.group_id, self.topic, p, o, topic_id) for p, o in offsets.items()],
             )
             duplicates = counts.duplicates_in_batch + frame.height - stored
             cur.execute(_STATS, (self.group_id, counts.consumed, stored, duplicates, counts.dlq))
+        if len(self._h3_stored) + len(new_cells) > MAX_KNOWN_H3_CELLS:
+            self._h3_stored.clear()  # bounded memory; ON CONFLICT keeps re-inserts harmless
+        self._h3_stored.update(new_cells)
         return stored
+
+    def _new_h3_cells(self, frame: pl.DataFrame) -> list[str]:
+        if "grid_cell" not in frame.columns:
+            return []
+        cells = frame["grid_cell"].drop_nulls().unique()
+        h3_cells = cells.filter(cells.str.starts_with(H3_PREFIX)).to_list()
+        return [c for c in h3_cells if c not in self._h3_stored]
 
     def _insert(self, cur: psycopg.Cursor, frame: pl.DataFrame) -> int:
         with cur.copy(_COPY) as copy:

@@ -19,8 +19,9 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from geo.assign import CommunityIndex
+from geo.grids import GridIndex
 from hub.bus import kafka as bus
-from hub.fusion.assign import CommunityResolver
+from hub.fusion.assign import CommunityResolver, GridResolver
 from hub.fusion.decode import STORE_REJECTED, UNKNOWN_COMMUNITY, Reject, decode, drop_duplicates
 from hub.fusion.dlq import DeadLetters
 from hub.fusion.metrics import FusionMetrics
@@ -29,6 +30,7 @@ from hub.fusion.sink import BatchCounts, PostgresSink, StoredOffset, partition_n
 from hub.settings import Settings
 from hub.store.communities import load_index
 from hub.store.db import connect
+from hub.store.grids import grid_version, load_grid_index
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,11 @@ class FusionWorker:
         self.conn = connect(settings, autocommit=True)
         self.sink = PostgresSink(self.conn, settings.consumer_group, settings.events_topic)
         self.resolver = CommunityResolver(lambda: _fresh_index(settings))
+        self.grids = GridResolver(
+            lambda: _fresh_grids(settings),
+            lambda: _fresh_grid_version(settings),
+            settings.grid_h3_resolution,
+        )
         self.topic_id = bus.ensure_topics(settings).get(settings.events_topic)
         self.consumer: KafkaConsumer = bus.consumer(settings)
         self.dead = DeadLetters(bus.producer(settings, linger_ms=0), settings.dlq_topic)
@@ -173,6 +180,7 @@ class FusionWorker:
         decoded = decode(records)
         frame, dup_in_batch = drop_duplicates(decoded.frame)
         good, unknown = self.resolver.resolve(frame)
+        good = self.grids.assign(good)
         rejects = decoded.rejects + [
             Reject(int(i), UNKNOWN_COMMUNITY, _unknown_detail(cid))
             for i, cid in zip(unknown["idx"], unknown["community_id"], strict=True)
@@ -295,6 +303,17 @@ class FusionWorker:
 def _fresh_index(settings: Settings) -> CommunityIndex:
     with connect(settings, autocommit=True) as conn:
         return load_index(conn)
+
+
+def _fresh_grids(settings: Settings) -> tuple[tuple[int, Any], GridIndex]:
+    with connect(settings, autocommit=True) as conn:
+        # version first: an import committed in between is then seen at the next check
+        return grid_version(conn), load_grid_index(conn)
+
+
+def _fresh_grid_version(settings: Settings) -> tuple[int, Any]:
+    with connect(settings, autocommit=True) as conn:
+        return grid_version(conn)
 
 
 def _unknown_detail(community_id: str | None) -> str:

@@ -27,6 +27,22 @@ class Community(SQLModel, table=True):
     imported_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
+class GridCell(SQLModel, table=True):
+    """A unit grid cell: a community's own (``<community>/<code>``) or generated
+    (``h3/<index>``)."""
+
+    __tablename__ = "grid_cell"
+
+    id: str = Field(sa_column=Column(Text, primary_key=True))
+    community_id: str | None = None  # NULL for H3 cells: they may straddle communities
+    code: str
+    source: str  # imported | h3
+    name: str | None = None
+    geom: Any = Field(sa_column=Column(Geometry("MULTIPOLYGON", srid=4326), nullable=False))
+    repaired: bool = False
+    imported_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
 class Event(SQLModel, table=True):
     """One fused event: what a community system reported, normalised."""
 
@@ -53,6 +69,7 @@ class Event(SQLModel, table=True):
     ingested_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     kafka_partition: int = Field(sa_column=Column(Integer, nullable=False))
     kafka_offset: int = Field(sa_column=Column(BigInteger, nullable=False))
+    grid_cell: str | None = None  # NULL for events stored before grids existed
 
 
 class ConsumerOffset(SQLModel, table=True):

@@ -92,6 +92,7 @@ def _event_columns(reporter: ColumnElement[Any]) -> list[Any]:
         cast(c.properties, Text).label("properties"),
         cast(func.to_json(c.refs), Text).label("refs"),  # JSON text: no array decoding per row
         c.ingested_at,
+        c.grid_cell,
     ]
 
 
