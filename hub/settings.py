@@ -77,6 +77,14 @@ class Settings(BaseSettings):
     )
 
     # Fusion worker
+    fusion_incidents: bool = Field(
+        False,
+        description="correlate reports into incidents in fusion's transaction (being built: "
+        "off by default until it keeps fusion within its ingest targets)",
+    )
+    correlation_rules: Path | None = Field(
+        None, description="rules of incident correlation (TOML); default config/correlation.toml"
+    )
     consumer_group: str = "hub-fusion"
     fusion_max_poll_records: int = Field(10_000, ge=1)
     fusion_poll_timeout_ms: int = Field(250, ge=1)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
+from pathlib import Path
 
 from kafka import KafkaConsumer
 
 from hub.bus.kafka import producer
 from hub.fusion.worker import FusionWorker
 from hub.settings import Settings
+from hub.stack.local import child_env
 from hub.store.db import connect
 from hub.store.stats import read_fusion_counters
 
@@ -81,3 +85,14 @@ def consume_all(settings: Settings, topic: str, expected: int, timeout_s: float 
     finally:
         consumer.close()
     return out
+
+
+def start_fusion(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    """``hub fusion run`` as a real process (so a test can SIGKILL it), logging to ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "hub", "fusion", "run"],
+            env=child_env(settings),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )

@@ -6,30 +6,17 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from hub.bench.workload import build
 from hub.settings import Settings
-from hub.stack.local import child_env
 from hub.store.db import connect
-from tests.fusion_helpers import fusion_stats, produce, wait_until
+from tests.fusion_helpers import fusion_stats, produce, start_fusion, wait_until
 
 pytestmark = pytest.mark.slow
 EVENTS = 50_000
-
-
-def _start_fusion(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "hub", "fusion", "run"],
-            env=child_env(settings),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
 
 
 @pytest.mark.parametrize("kill_at", [0.1, 0.45, 0.8], ids=["early", "middle", "late"])
@@ -41,7 +28,7 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(
     target = int(EVENTS * (kill_at + random.uniform(-0.05, 0.05)))
     log = tmp_path / "fusion.log"
 
-    proc = _start_fusion(hub_settings, log)
+    proc = start_fusion(hub_settings, log)
     try:
         wait_until(
             lambda: fusion_stats(hub_settings)["consumed"] >= target, 120, f"{target} consumed"
@@ -51,7 +38,7 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(
         killed_at = fusion_stats(hub_settings)["consumed"]
         assert killed_at < EVENTS, f"the kill came too late to test anything ({killed_at})"
 
-        proc = _start_fusion(hub_settings, log)
+        proc = start_fusion(hub_settings, log)
         wait_until(lambda: fusion_stats(hub_settings)["consumed"] == EVENTS, 180, "all consumed")
     finally:
         proc.terminate()

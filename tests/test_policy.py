@@ -62,6 +62,7 @@ def stored(base_settings: Settings, sf_communities: list[str]) -> dict[str, dict
             "fusion_session_timeout_ms": 6000,
             "fusion_max_poll_interval_ms": 6000,
             "fusion_metrics_port": 0,
+            "fusion_incidents": True,  # the incident tables get rows too (the RLS test)
         },
     )
     from hub.bus.kafka import ensure_topics
@@ -193,7 +194,8 @@ def _hub_tables(session: Session) -> list[str]:
 
 
 def _fill_auth_and_audit_tables(settings: Settings) -> None:
-    """At least one row in every table, so that 0 rows for the API role proves something."""
+    """At least one row in every table, so that 0 rows for the API role proves something (the
+    fixture's events went through fusion: events, incidents, reports, timelines exist)."""
     registered, _ = register(settings, kind="analyst")
     with get_engine(settings).begin() as conn:
         keys.active_key(conn, settings)
@@ -203,6 +205,11 @@ def _fill_auth_and_audit_tables(settings: Settings) -> None:
         )
     with connect(settings, autocommit=True) as conn:
         append(conn, audit_record(subject=registered.client_id))
+        # merges are rare in the fixture's events: an alias of some incident
+        conn.execute(
+            "INSERT INTO incident_alias (alias, incident_id)"
+            " SELECT gen_random_uuid(), id FROM incident LIMIT 1"
+        )
 
 
 def test_api_role_without_principal_sees_no_row_of_any_hub_table(

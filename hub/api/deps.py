@@ -19,7 +19,12 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from hub.auth.deps import PrincipalDep
-from hub.auth.policy import EventPolicy, event_policy, neighbour_zone
+from hub.auth.policy import (
+    EventPolicy,
+    IncidentPolicy,
+    incident_policy,
+    neighbour_zone,
+)
 from hub.auth.principal import Principal
 from hub.settings import Settings
 from hub.store.db import session_scope
@@ -62,6 +67,7 @@ class Access:
     principal: Principal
     session: Session
     events: EventPolicy  # rows and reporter projection of the event log
+    incidents: IncidentPolicy  # incident rows, and the event policy for their members
 
 
 def _zone(
@@ -86,4 +92,5 @@ def get_access(
     with session_scope(settings, api=True) as session:
         zone = _zone(request, session, principal, settings)
         set_principal(session, principal, zone)
-        yield Access(principal, session, event_policy(principal, zone))
+        incidents = incident_policy(principal, zone)  # its members': the event policy
+        yield Access(principal, session, incidents.members, incidents)

@@ -23,6 +23,7 @@ from hub.api.geojson import (
     Link,
     absolute_url,
     dumps,
+    feature_page,
     fragment,
     link,
 )
@@ -242,21 +243,9 @@ def list_events(
     rows, more = queries.list_events(
         access.session, filters, after_seq=after, limit=limit, visible=access.events
     )
-    request.state.audit_rows = len(rows)  # for the audit log
-    path = request.app.url_path_for("list_events")
-    params = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
-    self_params = params + ([("cursor", cursor)] if cursor is not None else [])
-    links = [link("self", absolute_url(request, settings, path, self_params))]
-    if more:
-        next_params = [*params, ("cursor", encode_cursor(rows[-1].seq))]
-        links.append(link("next", absolute_url(request, settings, path, next_params)))
-    body = {
-        "type": "FeatureCollection",
-        "features": [event_feature(r) for r in rows],
-        "links": links,
-        "numberReturned": len(rows),
-    }
-    return GeoJSONResponse(dumps(body))
+    next_cursor = encode_cursor(rows[-1].seq) if more else None
+    features = [event_feature(r) for r in rows]
+    return feature_page(request, settings, "list_events", features, cursor, next_cursor)
 
 
 @router.get(

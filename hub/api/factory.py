@@ -8,7 +8,17 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 import hub
-from hub.api import audit, communities, events, health, ingest, limits, metrics, oauth
+from hub.api import (
+    audit,
+    communities,
+    events,
+    health,
+    incidents,
+    ingest,
+    limits,
+    metrics,
+    oauth,
+)
 from hub.api.deps import ZoneCache
 from hub.api.errors import Problem, add_exception_handlers
 from hub.audit.middleware import install_audit
@@ -48,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(metrics.MetricsMiddleware, metrics=app.state.metrics)
     routers = (
         events.router,
+        incidents.router,
         ingest.router,
         communities.router,
         audit.router,
@@ -72,6 +83,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             routes=app.routes,
             tags=[
                 {"name": "events", "description": "The fused event log"},
+                {
+                    "name": "incidents",
+                    "description": "Reports of the same incident fused into one, with provenance",
+                },
                 {"name": "communities", "description": "Communities and their activity"},
                 {"name": "audit", "description": "Who read and wrote what: a principal's trail"},
                 {"name": "health", "description": "Probes and metrics"},

@@ -91,3 +91,30 @@ def absolute_url(
 
 def link(rel: str, href: str, media_type: str = GEOJSON_MEDIA_TYPE) -> dict[str, str]:
     return {"rel": rel, "href": href, "type": media_type}
+
+
+def feature_page(
+    request: Request,
+    settings: Settings,
+    route: str,
+    features: list[dict[str, Any]],
+    cursor: str | None,
+    next_cursor: str | None,
+) -> GeoJSONResponse:
+    """A FeatureCollection page with its ``self`` link and, when more rows exist
+    (``next_cursor``), a ``next`` link that keeps every filter of the request."""
+    request.state.audit_rows = len(features)  # for the audit log
+    path = request.app.url_path_for(route)
+    params = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
+    self_params = params + ([("cursor", cursor)] if cursor is not None else [])
+    links = [link("self", absolute_url(request, settings, path, self_params))]
+    if next_cursor is not None:
+        next_params = [*params, ("cursor", next_cursor)]
+        links.append(link("next", absolute_url(request, settings, path, next_params)))
+    body = {
+        "type": "FeatureCollection",
+        "features": features,
+        "links": links,
+        "numberReturned": len(features),
+    }
+    return GeoJSONResponse(dumps(body))

@@ -41,6 +41,11 @@ class Writer:
             error, self._error = self._error, None
             raise error
 
+    def check(self) -> None:
+        """Re-raise a failure of the last job now, not at the next submit: an idle stream
+        would otherwise keep a failed worker looking alive."""
+        self._raise_pending()
+
     def submit(self, job: Job) -> None:
         """Queue ``job``; blocks while the previous one is still waiting to start."""
         self._raise_pending()

@@ -1,6 +1,6 @@
 """The PostgreSQL side of fusion: one transaction per batch holds the events, the community
-stats, the counters, the H3 cells first named by the batch AND the consumer offsets, so a crash
-at any point changes nothing.
+stats, the counters, the H3 cells first named by the batch, the incidents AND the consumer
+offsets, so a crash at any point changes nothing.
 
 Rows travel as CSV written by polars (no per-row Python work) into a temporary staging table
 through COPY, then ``INSERT ... ON CONFLICT (event_id) DO NOTHING``: the unique constraint is
@@ -18,6 +18,8 @@ import polars as pl
 import psycopg
 
 from geo.grids import H3_PREFIX
+from hub.fusion.incidents import IncidentStage
+from hub.fusion.incidents import create_stage as create_incident_stage
 from hub.store.grids import ensure_h3_cells
 
 log = logging.getLogger(__name__)
@@ -51,7 +53,8 @@ CREATE TEMP TABLE IF NOT EXISTS fusion_stage (
     urgency text, certainty text, status text, event_type text, observed_at timestamptz,
     source_system text, source_connector text, reporter text, properties jsonb, refs uuid[],
     sent_ms bigint, partition int, "offset" bigint, geom_wkb geometry, grid_cell text
-) ON COMMIT DELETE ROWS
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS fusion_new (event_id uuid) ON COMMIT DELETE ROWS
 """
 
 _COPY = (
@@ -71,7 +74,9 @@ WITH ins AS (
         grid_cell
     FROM fusion_stage ORDER BY partition, "offset"
     ON CONFLICT (event_id) DO NOTHING
-    RETURNING community_id, observed_at, ingested_at
+    RETURNING event_id, community_id, observed_at, ingested_at
+), noted AS (  -- what this batch really added: the incident stage's input
+    INSERT INTO fusion_new (event_id) SELECT event_id FROM ins
 ), agg AS (
     SELECT community_id, count(*) AS n, max(ingested_at) AS last_event_at,
            max(observed_at) AS last_observed_at
@@ -131,15 +136,23 @@ def to_csv(frame: pl.DataFrame) -> bytes:
 class PostgresSink:
     """Writes batches on an autocommit connection (not thread-safe: one sink per writer)."""
 
-    def __init__(self, conn: psycopg.Connection, group_id: str, topic: str) -> None:
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        group_id: str,
+        topic: str,
+        incidents: IncidentStage | None = None,
+    ) -> None:
         self.conn = conn
         self.group_id = group_id
         self.topic = topic
+        self.incidents = incidents  # None: events only (benchmarks that pre-fill a store)
         # H3 cells known to be stored: their polygons are not built again for every batch.
         # Filled after commit only, so a rolled-back batch leaves nothing believed stored.
         self._h3_stored: set[str] = set()
         with conn.transaction():
             conn.execute(_CREATE_STAGE)
+            create_incident_stage(conn)
 
     def load_offsets(self) -> dict[int, StoredOffset]:
         rows = self.conn.execute(
@@ -163,6 +176,8 @@ class PostgresSink:
             # After _insert took the sequence lock: two workers naming the same new cell then
             # queue on that lock instead of deadlocking on each other's uncommitted cell rows.
             ensure_h3_cells(self.conn, new_cells)
+            if self.incidents is not None and stored:
+                self.incidents.apply(self.conn)
             cur.executemany(
                 _OFFSETS,
                 [(self.group_id, self.topic, p, o, topic_id) for p, o in offsets.items()],

@@ -24,8 +24,10 @@ from hub.bus import kafka as bus
 from hub.fusion.assign import CommunityResolver, GridResolver
 from hub.fusion.decode import STORE_REJECTED, UNKNOWN_COMMUNITY, Reject, decode, drop_duplicates
 from hub.fusion.dlq import DeadLetters
+from hub.fusion.incidents import IncidentStage
 from hub.fusion.metrics import FusionMetrics
 from hub.fusion.pipeline import Writer
+from hub.fusion.rules import Rules
 from hub.fusion.sink import BatchCounts, PostgresSink, StoredOffset, partition_next_offsets
 from hub.settings import Settings
 from hub.store.communities import load_index
@@ -60,7 +62,13 @@ class FusionWorker:
         # autocommit: every ``conn.transaction()`` is then a real BEGIN/COMMIT, never a savepoint
         # inside an implicit transaction that some stray SELECT left open.
         self.conn = connect(settings, autocommit=True)
-        self.sink = PostgresSink(self.conn, settings.consumer_group, settings.events_topic)
+        # Loaded once: a bad rules file fails at start, and every batch uses the same rules.
+        self.incidents = (
+            IncidentStage(Rules.load(settings.correlation_rules))
+            if settings.fusion_incidents
+            else None
+        )
+        self.sink = self._new_sink()
         self.resolver = CommunityResolver(lambda: _fresh_index(settings))
         self.grids = GridResolver(
             lambda: _fresh_grids(settings),
@@ -161,6 +169,7 @@ class FusionWorker:
                     on_ready()
                     on_ready = None
                 self._handle(polled)
+                self.writer.check()
                 if time.monotonic() - last_lag > 2.0:
                     self._update_consumer_lag()
                     last_lag = time.monotonic()
@@ -233,14 +242,16 @@ class FusionWorker:
                 delay = min(delay * 2, 10.0)
                 self._reconnect()
 
+    def _new_sink(self) -> PostgresSink:
+        s = self.settings
+        return PostgresSink(self.conn, s.consumer_group, s.events_topic, self.incidents)
+
     def _reconnect(self) -> None:
         with contextlib.suppress(psycopg.Error):
             self.conn.close()
         try:
             self.conn = connect(self.settings, autocommit=True)
-            self.sink = PostgresSink(
-                self.conn, self.settings.consumer_group, self.settings.events_topic
-            )
+            self.sink = self._new_sink()
         except psycopg.OperationalError:
             log.debug("reconnect failed", exc_info=True)
 

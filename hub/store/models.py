@@ -11,7 +11,19 @@ from datetime import datetime
 from typing import Any
 
 from geoalchemy2 import Geometry
-from sqlalchemy import BigInteger, Column, DateTime, Identity, Integer, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    Text,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlmodel import Field, SQLModel
 
@@ -108,4 +120,98 @@ class CommunityStats(SQLModel, table=True):
     last_event_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     last_observed_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True))
+    )
+
+
+# --- incidents (migration 0005_incidents; fusion is the only writer) ---------------------------
+
+
+class Incident(SQLModel, table=True):
+    """Reports of one real-world incident fused into one, per picture (``status``)."""
+
+    __tablename__ = "incident"
+    __table_args__ = (
+        CheckConstraint("status IN ('actual', 'exercise', 'test')"),
+        CheckConstraint("state IN ('open', 'closed')"),
+        CheckConstraint("verification IN ('reported', 'corroborated', 'verified', 'refuted')"),
+        Index("incident_geom_gist", "geom", postgresql_using="gist"),
+        Index("incident_updated_seq", "updated_seq"),
+        Index("incident_last_observed", "status", "last_observed_at"),
+    )
+
+    id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), primary_key=True))
+    status: str = Field(sa_column=Column(Text, nullable=False))
+    state: str = Field(sa_column=Column(Text, nullable=False, server_default=text("'open'")))
+    warning: bool = Field(sa_column=Column(Boolean, nullable=False, server_default=text("false")))
+    category: str = Field(sa_column=Column(Text, nullable=False))
+    event_type: str = Field(sa_column=Column(Text, nullable=False))
+    severity: str = Field(sa_column=Column(Text, nullable=False))
+    certainty: str = Field(sa_column=Column(Text, nullable=False))
+    verification: str = Field(sa_column=Column(Text, nullable=False))
+    decided_by: str | None = Field(default=None, sa_column=Column(Text))
+    decided_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    decision_reason: str | None = Field(default=None, sa_column=Column(Text))
+    sources: int = Field(sa_column=Column(Integer, nullable=False))
+    reports: int = Field(sa_column=Column(Integer, nullable=False))
+    communities: list[str] = Field(sa_column=Column(ARRAY(Text), nullable=False))
+    neighbours: list[str] = Field(
+        default_factory=list,
+        sa_column=Column(ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    )
+    grid_cells: list[str] = Field(
+        default_factory=list,
+        sa_column=Column(ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    )
+    first_observed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    last_observed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    geom: Any = Field(
+        sa_column=Column(Geometry("GEOMETRY", srid=4326, spatial_index=False), nullable=False)
+    )
+    updated_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class IncidentReport(SQLModel, table=True):
+    """Which event is in which incident (``pinned``: split out by an operator; ``cancelled``:
+    withdrawn by a cancel event)."""
+
+    __tablename__ = "incident_report"
+    __table_args__ = (Index("incident_report_incident", "incident_id"),)
+
+    event_id: uuid.UUID = Field(
+        sa_column=Column(UUID(as_uuid=True), ForeignKey("event.event_id"), primary_key=True)
+    )
+    incident_id: uuid.UUID = Field(
+        sa_column=Column(
+            UUID(as_uuid=True),
+            ForeignKey("incident.id", deferrable=True, initially="DEFERRED"),
+            nullable=False,
+        )
+    )
+    pinned: bool = Field(sa_column=Column(Boolean, nullable=False, server_default=text("false")))
+    cancelled: bool = Field(sa_column=Column(Boolean, nullable=False, server_default=text("false")))
+
+
+class IncidentAlias(SQLModel, table=True):
+    """An incident id that disappeared in a merge, and the incident it lives on in."""
+
+    __tablename__ = "incident_alias"
+
+    alias: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), primary_key=True))
+    incident_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), nullable=False))
+
+
+class IncidentTimeline(SQLModel, table=True):
+    """What happened to an incident (report joined, cancelled, merged...), in order."""
+
+    __tablename__ = "incident_timeline"
+    __table_args__ = (Index("incident_timeline_incident", "incident_id", "id"),)
+
+    id: int = Field(sa_column=Column(BigInteger, Identity(always=True), primary_key=True))
+    incident_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), nullable=False))
+    at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    what: str = Field(sa_column=Column(Text, nullable=False))
+    event_id: uuid.UUID | None = Field(default=None, sa_column=Column(UUID(as_uuid=True)))
+    detail: dict[str, Any] = Field(
+        default_factory=dict,
+        sa_column=Column(JSONB, nullable=False, server_default=text("'{}'")),
     )

@@ -1,0 +1,396 @@
+"""``/v1/incidents``: the fused incidents as GeoJSON, filtered, paged by update sequence; one
+incident with its provenance (member reports and timeline).
+
+Conventions are those of ``/v1/events`` (``hub.api.events``): the same scope, parameters
+parsed the same way, problem+json on bad input, a ``next`` link that keeps the filters, the
+caller's reach compiled into the query (``hub.auth.policy.incident_policy``), 404 out of reach.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import orjson
+import shapely
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from shapely.geometry import shape
+from sqlalchemy import Row
+from starlette.responses import RedirectResponse, Response
+
+from hub.api.deps import SettingsDep
+from hub.api.errors import BadRequest, NotFound, problem_responses
+from hub.api.events import (
+    NO_NUL,
+    ReadAccess,
+    _text,
+    decode_cursor,
+    encode_cursor,
+    parse_bbox,
+    parse_rfc3339,
+)
+from hub.api.geojson import (
+    FeatureBase,
+    FeatureCollectionBase,
+    GeoJSONResponse,
+    Link,
+    absolute_url,
+    dumps,
+    feature_page,
+    fragment,
+    link,
+)
+from hub.store import incident_queries
+from hub.store.incident_queries import IncidentFilter, Near
+from schemas.event import (
+    Category,
+    Certainty,
+    Geometry,
+    Kind,
+    MultiPolygon,
+    Polygon,
+    Severity,
+    Status,
+)
+
+router = APIRouter(tags=["incidents"])
+
+MAX_LIMIT = 1_000
+MAX_NEAR_RADIUS_M = 50_000.0
+# A query area travels in the URL: 8,000 characters (a few hundred vertices) keep the request
+# line well inside what servers and proxies accept; simplify a larger area first.
+MAX_WITHIN_CHARS = 8_000
+
+Verification = Literal["reported", "corroborated", "verified", "refuted"]
+State = Literal["open", "closed"]
+
+
+class IncidentProperties(BaseModel):
+    status: Status = Field(description="the picture: actual, or a drill (exercise, test)")
+    state: State
+    category: Category = Field(description="the CAP category of its earliest report")
+    event_type: str
+    severity: Severity = Field(description="the highest credible severity of its reports")
+    certainty: Certainty
+    verification: Verification
+    decided_by: str | None = Field(description="who verified or refuted it")
+    decided_at: datetime | None = Field(description="when (UTC with Z)")
+    decision_reason: str | None
+    sources: int = Field(description="independent sources among its live reports")
+    reports: int = Field(description="how many live (not cancelled) reports it has")
+    communities: list[str] = Field(description="the communities its reports come from")
+    first_observed_at: datetime = Field(description="UTC with Z")
+    last_observed_at: datetime = Field(description="UTC with Z")
+    updated_seq: int = Field(
+        description="grows whenever the incident changes; the order of the collection"
+    )
+
+
+class IncidentFeature(FeatureBase):
+    id: uuid.UUID = Field(description="the incident id (its earliest report's seed)")
+    geometry: Geometry = Field(description="its report's point, or the hull of its reports")
+    properties: IncidentProperties
+    links: list[Link] | None = None
+
+
+class IncidentCollection(FeatureCollectionBase):
+    features: list[IncidentFeature]
+    numberReturned: int
+
+
+class ReportSource(BaseModel):
+    system: str
+    connector: str
+    reporter: str | None = Field(description="null where the caller may not know identities")
+
+
+class IncidentReport(BaseModel):
+    event_id: uuid.UUID
+    community_id: str
+    source: ReportSource
+    observed_at: datetime = Field(description="UTC with Z")
+    kind: Kind
+    event_type: str
+    cancelled: bool = Field(description="withdrawn by a cancel event")
+    pinned: bool = Field(description="split out by an operator: never merged automatically")
+
+
+class TimelineEntry(BaseModel):
+    at: datetime = Field(description="when it happened (the report's observed_at), UTC with Z")
+    what: str = Field(examples=["report_joined", "report_cancelled", "merged"])
+    event_id: uuid.UUID | None = Field(
+        description="the event it is about; null when none, or when out of the caller's reach"
+    )
+    detail: dict[str, Any]
+
+
+class IncidentDetail(IncidentFeature):
+    reports: list[IncidentReport] = Field(
+        description="provenance: its member reports the caller may see (cancelled ones too), "
+        "by observed_at; a GeoJSON foreign member (properties.reports is the live count)"
+    )
+    timeline: list[TimelineEntry] = Field(description="what happened to it, by time")
+
+
+# --- parameters -----------------------------------------------------------------------------
+
+_AREA: TypeAdapter[Polygon | MultiPolygon] = TypeAdapter(
+    Annotated[Polygon | MultiPolygon, Field(discriminator="type")]
+)
+
+
+def parse_within(value: str) -> bytes:
+    """A WKT or GeoJSON Polygon/MultiPolygon in WGS84, as WKB; anything else is a 400."""
+    text = value.strip()
+    try:
+        if text.startswith("{"):
+            geom = shape(_AREA.validate_python(orjson.loads(text)).model_dump())
+        else:
+            geom = shapely.from_wkt(text)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = "/".join(str(p) for p in err["loc"])
+        raise BadRequest(
+            f"within: not a GeoJSON Polygon/MultiPolygon: {where}: {err['msg']}"
+        ) from exc
+    except (orjson.JSONDecodeError, shapely.errors.ShapelyError) as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise BadRequest(
+            f"within: not a WKT or GeoJSON Polygon/MultiPolygon (WGS84, lon lat) ({reason})"
+        ) from exc
+    if geom.geom_type not in ("Polygon", "MultiPolygon"):
+        raise BadRequest(f"within: a Polygon or MultiPolygon, not a {geom.geom_type}")
+    if geom.is_empty:
+        raise BadRequest("within: the polygon is empty")
+    geom = shapely.force_2d(geom)
+    coords = shapely.get_coordinates(geom)
+    if not all(math.isfinite(v) for v in coords.flat):
+        raise BadRequest("within: coordinates must be finite numbers")
+    if not ((abs(coords[:, 0]) <= 180).all() and (abs(coords[:, 1]) <= 90).all()):
+        raise BadRequest("within: coordinates must be WGS84 lon within [-180, 180], lat [-90, 90]")
+    if not geom.is_valid:
+        raise BadRequest(f"within: invalid polygon ({shapely.is_valid_reason(geom)})")
+    wkb: bytes = shapely.to_wkb(geom)
+    return wkb
+
+
+def parse_near(value: str) -> Near:
+    parts = value.split(",")
+    if len(parts) != 3:
+        raise BadRequest(f"near: expected 3 numbers lon,lat,radius_m, got {len(parts)}")
+    try:
+        lon, lat, radius = (float(p) for p in parts)
+    except ValueError as exc:
+        raise BadRequest(f"near: {value!r} holds a value that is not a number") from exc
+    if not all(math.isfinite(n) for n in (lon, lat, radius)):
+        raise BadRequest("near: values must be finite numbers")
+    if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+        raise BadRequest("near: lon must be within [-180, 180], lat within [-90, 90]")
+    if not 0 <= radius <= MAX_NEAR_RADIUS_M:
+        raise BadRequest(f"near: radius_m must be within [0, {MAX_NEAR_RADIUS_M:.0f}] metres")
+    return Near(lon, lat, radius)
+
+
+def incident_filter(
+    bbox: Annotated[
+        str | None,
+        Query(
+            description="minLon,minLat,maxLon,maxLat (WGS84); incidents whose geometry "
+            "intersects it",
+            examples=["-122.42,37.77,-122.40,37.79"],
+        ),
+    ] = None,
+    within: Annotated[
+        str | None,
+        Query(
+            description="a WKT or GeoJSON Polygon or MultiPolygon (WGS84, lon lat order, "
+            f"valid, at most {MAX_WITHIN_CHARS:,} characters); incidents whose geometry "
+            "intersects it",
+            examples=["POLYGON((-122.42 37.77,-122.40 37.77,-122.40 37.79,-122.42 37.77))"],
+            min_length=1,
+            max_length=MAX_WITHIN_CHARS,
+            pattern=NO_NUL,
+        ),
+    ] = None,
+    near: Annotated[
+        str | None,
+        Query(
+            description="lon,lat,radius_m: incidents within radius_m metres of the point "
+            f"(geodesic, on the WGS84 spheroid; radius at most {MAX_NEAR_RADIUS_M:,.0f} m)",
+            examples=["-122.41,37.78,500"],
+        ),
+    ] = None,
+    category: Annotated[str | None, _text("CAP category, e.g. Fire")] = None,
+    event_type: Annotated[str | None, _text("e.g. fire")] = None,
+    severity: Annotated[Severity | None, Query(description="CAP severity")] = None,
+    verification: Annotated[Verification | None, Query()] = None,
+    state: Annotated[State | None, Query()] = None,
+    status: Annotated[
+        Status,
+        Query(description="the picture: actual, or the drills (exercise, test) when asked"),
+    ] = "actual",
+    since: Annotated[
+        str | None,
+        Query(
+            description="last_observed_at >= since; RFC 3339 with an offset",
+            examples=["2018-12-01T00:00:00-08:00"],
+        ),
+    ] = None,
+) -> IncidentFilter:
+    return IncidentFilter(
+        bbox=parse_bbox(bbox) if bbox is not None else None,
+        within_wkb=parse_within(within) if within is not None else None,
+        near=parse_near(near) if near is not None else None,
+        category=category,
+        event_type=event_type,
+        severity=severity,
+        verification=verification,
+        state=state,
+        status=status,
+        since=parse_rfc3339("since", since) if since is not None else None,
+    )
+
+
+# --- output ---------------------------------------------------------------------------------
+
+
+def incident_feature(row: Row[Any]) -> dict[str, Any]:
+    return {
+        "type": "Feature",
+        "id": row.id,
+        "geometry": fragment(row.geometry),
+        "properties": {
+            "status": row.status,
+            "state": row.state,
+            "category": row.category,
+            "event_type": row.event_type,
+            "severity": row.severity,
+            "certainty": row.certainty,
+            "verification": row.verification,
+            "decided_by": row.decided_by,
+            # datetimes in UTC from the store; dumps() writes them with Z
+            "decided_at": row.decided_at,
+            "decision_reason": row.decision_reason,
+            "sources": row.sources,
+            "reports": row.reports,
+            "communities": row.communities,
+            "first_observed_at": row.first_observed_at,
+            "last_observed_at": row.last_observed_at,
+            "updated_seq": row.updated_seq,
+        },
+    }
+
+
+def _report(row: Row[Any]) -> dict[str, Any]:
+    return {
+        "event_id": row.event_id,
+        "community_id": row.community_id,
+        "source": {
+            "system": row.source_system,
+            "connector": row.source_connector,
+            "reporter": row.reporter,
+        },
+        "observed_at": row.observed_at,
+        "kind": row.kind,
+        "event_type": row.event_type,
+        "cancelled": row.cancelled,
+        "pinned": row.pinned,
+    }
+
+
+def _entry(row: Row[Any]) -> dict[str, Any]:
+    return {
+        "at": row.at,
+        "what": row.what,
+        "event_id": row.event_id,
+        "detail": fragment(row.detail),
+    }
+
+
+# --- endpoints ------------------------------------------------------------------------------
+
+
+@router.get(
+    "/v1/incidents",
+    name="list_incidents",
+    summary="Incidents as a GeoJSON FeatureCollection",
+    description="Ordered by `updated_seq`, which grows whenever an incident changes: an "
+    "incident that changes while a client pages moves to the end, so it is seen again, never "
+    "skipped (an incident merged into another disappears; its id answers a redirect). Follow "
+    "the `next` link to page; it keeps the filters. Filters combine with AND, and with the "
+    "caller's reach: only incidents the principal may see are listed. `status` defaults to "
+    "`actual`: the drill pictures (`exercise`, `test`) are listed only when asked for.",
+    response_class=GeoJSONResponse,
+    response_model=IncidentCollection,
+    responses=problem_responses(400, 401, 403, 429, 500),
+)
+def list_incidents(
+    request: Request,
+    settings: SettingsDep,
+    access: ReadAccess,
+    filters: Annotated[IncidentFilter, Depends(incident_filter)],
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="page size")] = 100,
+    cursor: Annotated[str | None, Query(description="opaque; from a next link")] = None,
+) -> GeoJSONResponse:
+    after = decode_cursor(cursor) if cursor is not None else None
+    rows, more = incident_queries.list_incidents(
+        access.session, filters, after_seq=after, limit=limit, visible=access.incidents
+    )
+    next_cursor = encode_cursor(rows[-1].updated_seq) if more else None
+    features = [incident_feature(r) for r in rows]
+    return feature_page(request, settings, "list_incidents", features, cursor, next_cursor)
+
+
+@router.get(
+    "/v1/incidents/{incident_id}",
+    name="get_incident",
+    summary="One incident as a GeoJSON Feature, with its provenance",
+    description="The Feature carries two foreign members: `reports` (its member reports: "
+    "event, community, source, observed_at, cancelled or pinned; `source.reporter` is null "
+    "where identities are hidden; members out of the caller's reach are left out) and "
+    "`timeline` (what happened to it, by time). An id merged away into another incident "
+    "answers 308 with the current incident's URL in `Location`. An incident out of the "
+    "caller's reach answers 404, as if it did not exist.",
+    response_class=GeoJSONResponse,
+    response_model=IncidentDetail,
+    responses={
+        308: {
+            "description": "Permanent Redirect: the incident was merged into another",
+            "headers": {
+                "Location": {
+                    "description": "the URL of the incident it was merged into",
+                    "schema": {"type": "string", "format": "uri"},
+                }
+            },
+        },
+        **problem_responses(400, 401, 403, 404, 429, 500),
+    },
+)
+def get_incident(
+    request: Request,
+    settings: SettingsDep,
+    access: ReadAccess,
+    incident_id: Annotated[uuid.UUID, Path(description="the incident id")],
+) -> Response:
+    found = incident_queries.get_incident(access.session, incident_id, access.incidents)
+    app = request.app
+    if found is None:
+        current = incident_queries.merged_into(access.session, incident_id, access.incidents)
+        if current is None:
+            raise NotFound(f"no incident {incident_id}")
+        request.state.audit_rows = 0
+        there = app.url_path_for("get_incident", incident_id=str(current))
+        return RedirectResponse(absolute_url(request, settings, there), status_code=308)
+    request.state.audit_rows = 1
+    feature = incident_feature(found.incident)
+    feature["reports"] = [_report(r) for r in found.reports]
+    feature["timeline"] = [_entry(t) for t in found.timeline]
+    here = app.url_path_for("get_incident", incident_id=str(incident_id))
+    feature["links"] = [
+        link("self", absolute_url(request, settings, here)),
+        link("collection", absolute_url(request, settings, app.url_path_for("list_incidents"))),
+    ]
+    return GeoJSONResponse(dumps(feature))
