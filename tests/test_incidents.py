@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 import pytest
+from psycopg.rows import dict_row
 from pyproj import Geod
 from shapely.geometry import Point, shape
 
@@ -106,19 +107,13 @@ def run(settings: Settings, docs: list[dict[str, Any]]) -> None:
 def incidents_of(settings: Settings, docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """event_id -> its incident row (with ``id`` and the live members)."""
     ids = [d["event_id"] for d in docs]
-    with connect(settings) as conn, conn.cursor(row_factory=psycopg_dict_row()) as cur:
+    with connect(settings) as conn, conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
             "SELECT r.event_id::text AS event_id, r.cancelled, i.* FROM incident_report r"
             " JOIN incident i ON i.id = r.incident_id WHERE r.event_id = ANY(%s::uuid[])",
             (ids,),
         ).fetchall()
     return {r["event_id"]: r for r in rows}
-
-
-def psycopg_dict_row() -> Any:
-    from psycopg.rows import dict_row
-
-    return dict_row
 
 
 def test_cross_boundary_fire_is_one_corroborated_incident(

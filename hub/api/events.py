@@ -144,7 +144,7 @@ def decode_cursor(cursor: str) -> int:
 NO_NUL = r"^[^\x00]*$"
 
 
-def _text(description: str) -> Any:
+def text_param(description: str) -> Any:
     return Query(description=description, min_length=1, max_length=200, pattern=NO_NUL)
 
 
@@ -156,9 +156,9 @@ def event_filter(
             examples=["-122.42,37.77,-122.40,37.79"],
         ),
     ] = None,
-    community: Annotated[str | None, _text("community id, exact; URL-encoded")] = None,
-    category: Annotated[str | None, _text("CAP category, e.g. Fire")] = None,
-    event_type: Annotated[str | None, _text("e.g. fire")] = None,
+    community: Annotated[str | None, text_param("community id, exact; URL-encoded")] = None,
+    category: Annotated[str | None, text_param("CAP category, e.g. Fire")] = None,
+    event_type: Annotated[str | None, text_param("e.g. fire")] = None,
     since: Annotated[
         str | None,
         Query(

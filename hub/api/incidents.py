@@ -26,11 +26,11 @@ from hub.api.errors import BadRequest, NotFound, problem_responses
 from hub.api.events import (
     NO_NUL,
     ReadAccess,
-    _text,
     decode_cursor,
     encode_cursor,
     parse_bbox,
     parse_rfc3339,
+    text_param,
 )
 from hub.api.geojson import (
     FeatureBase,
@@ -223,8 +223,8 @@ def incident_filter(
             examples=["-122.41,37.78,500"],
         ),
     ] = None,
-    category: Annotated[str | None, _text("CAP category, e.g. Fire")] = None,
-    event_type: Annotated[str | None, _text("e.g. fire")] = None,
+    category: Annotated[str | None, text_param("CAP category, e.g. Fire")] = None,
+    event_type: Annotated[str | None, text_param("e.g. fire")] = None,
     severity: Annotated[Severity | None, Query(description="CAP severity")] = None,
     verification: Annotated[Verification | None, Query()] = None,
     state: Annotated[State | None, Query()] = None,

@@ -48,6 +48,7 @@ from hub.auth.principal import Principal
 from hub.store import models  # noqa: F401  (registers the tables in SQLModel.metadata)
 from hub.store.incident_queries import IncidentVisibility as IncidentPolicy
 from hub.store.queries import Visibility as EventPolicy
+from hub.store.queries import intersects
 
 EVENT: Table = SQLModel.metadata.tables["event"]
 COMMUNITY: Table = SQLModel.metadata.tables["community"]
@@ -57,8 +58,7 @@ SHAREABLE_STATUS = "actual"  # what of other communities' incidents a neighbour 
 
 
 def _within(zone_wkb: bytes, geom: Column[Any] = EVENT.c.geom) -> ColumnElement[bool]:
-    zone = func.ST_GeomFromWKB(literal(zone_wkb), 4326)
-    return and_(geom.op("&&")(zone), func.ST_Intersects(geom, zone))
+    return intersects(geom, func.ST_GeomFromWKB(literal(zone_wkb), 4326))
 
 
 def neighbour_zone(session: Session, community_id: str, distance_m: float) -> bytes | None:

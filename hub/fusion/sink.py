@@ -75,9 +75,7 @@ WITH ins AS (
     FROM fusion_stage ORDER BY partition, "offset"
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id, community_id, observed_at, ingested_at
-), noted AS (  -- what this batch really added: the incident stage's input
-    INSERT INTO fusion_new (event_id) SELECT event_id FROM ins
-), agg AS (
+){noted}, agg AS (
     SELECT community_id, count(*) AS n, max(ingested_at) AS last_event_at,
            max(observed_at) AS last_observed_at
     FROM ins GROUP BY community_id
@@ -91,6 +89,10 @@ WITH ins AS (
 )
 SELECT coalesce(sum(n), 0)::bigint FROM agg
 """
+# What the batch really added, for the incident stage (only when there is one: a hot path).
+_NOTE_NEW = """, noted AS (
+    INSERT INTO fusion_new (event_id) SELECT event_id FROM ins
+)"""
 
 MAX_KNOWN_H3_CELLS = 500_000  # ~50 MB of ids; a city at resolution 9 has a few thousand
 
@@ -147,6 +149,7 @@ class PostgresSink:
         self.group_id = group_id
         self.topic = topic
         self.incidents = incidents  # None: events only (benchmarks that pre-fill a store)
+        self._insert_sql = _INSERT.format(noted=_NOTE_NEW if incidents is not None else "")
         # H3 cells known to be stored: their polygons are not built again for every batch.
         # Filled after commit only, so a rolled-back batch leaves nothing believed stored.
         self._h3_stored: set[str] = set()
@@ -202,7 +205,7 @@ class PostgresSink:
         # Held to commit: with several fusion workers, ``seq`` values then become visible in
         # order, so a reader paging by ``seq`` never skips a row that commits late.
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (EVENT_SEQ_LOCK,))
-        row = cur.execute(_INSERT).fetchone()
+        row = cur.execute(self._insert_sql).fetchone()
         return int(row[0]) if row else 0
 
     def find_unstorable(self, frame: pl.DataFrame) -> dict[int, str]:

@@ -33,8 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 from sqlmodel import SQLModel
 
-from hub.store import queries
-from hub.store.queries import EVENT, EVERYTHING, BBox, Visibility
+from hub.store.queries import EVENT, EVERYTHING, BBox, Visibility, in_utc, intersects
 
 INCIDENT: Table = SQLModel.metadata.tables["incident"]
 REPORT: Table = SQLModel.metadata.tables["incident_report"]
@@ -109,12 +108,6 @@ def _incident_columns() -> list[Any]:
     ]
 
 
-def _intersecting(zone: Any) -> ColumnElement[bool]:
-    # `&&` is the GiST-indexed bounding-box test; ST_Intersects then checks the real shape.
-    geom = INCIDENT.c.geom
-    return and_(geom.op("&&")(zone), func.ST_Intersects(geom, zone))
-
-
 def _near(n: Near) -> ColumnElement[bool]:
     point = func.ST_SetSRID(func.ST_MakePoint(n.lon, n.lat), 4326)
     within = func.ST_DWithin(func.geography(INCIDENT.c.geom), func.geography(point), n.radius_m)
@@ -135,11 +128,11 @@ def _where(query: Select[Any], f: IncidentFilter) -> Select[Any]:
     query = query.where(c.status == f.status)
     if f.bbox is not None:
         b = f.bbox
-        query = query.where(
-            _intersecting(func.ST_MakeEnvelope(b.min_lon, b.min_lat, b.max_lon, b.max_lat, 4326))
-        )
+        envelope = func.ST_MakeEnvelope(b.min_lon, b.min_lat, b.max_lon, b.max_lat, 4326)
+        query = query.where(intersects(c.geom, envelope))
     if f.within_wkb is not None:
-        query = query.where(_intersecting(func.ST_GeomFromWKB(literal(f.within_wkb), 4326)))
+        zone = func.ST_GeomFromWKB(literal(f.within_wkb), 4326)
+        query = query.where(intersects(c.geom, zone))
     if f.near is not None:
         query = query.where(_near(f.near))
     for column, value in (
@@ -170,7 +163,7 @@ def list_incidents(
     query = _where(select(*_incident_columns()).where(visible.where), f)
     if after_seq is not None:
         query = query.where(INCIDENT.c.updated_seq > after_seq)
-    queries._in_utc(session)
+    in_utc(session)
     rows = session.execute(query.order_by(INCIDENT.c.updated_seq).limit(limit + 1)).all()
     return rows[:limit], len(rows) > limit
 
@@ -187,7 +180,7 @@ def get_incident(
 ) -> IncidentDetail | None:
     """The incident with its provenance, if it exists and is visible (out of reach looks the
     same as absent)."""
-    queries._in_utc(session)
+    in_utc(session)
     row = session.execute(
         select(*_incident_columns()).where(INCIDENT.c.id == incident_id, visible.where)
     ).first()

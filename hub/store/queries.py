@@ -21,6 +21,7 @@ from sqlalchemy import (
     Select,
     Table,
     Text,
+    and_,
     bindparam,
     cast,
     func,
@@ -96,10 +97,16 @@ def _event_columns(reporter: ColumnElement[Any]) -> list[Any]:
     ]
 
 
-def _in_utc(session: Session) -> None:
+def in_utc(session: Session) -> None:
     # timestamptz values arrive in the session's time zone; UTC lets the API write them as they
     # are (orjson, with Z) instead of converting 20,000 datetimes per page in Python.
     session.execute(text("SET LOCAL TIME ZONE 'UTC'"))
+
+
+def intersects(geom: Any, zone: Any) -> ColumnElement[bool]:
+    """``geom`` meets ``zone``: ``&&`` (the GiST-indexed box test), then ST_Intersects (the real
+    shape). Every spatial filter and policy predicate of the read side goes through here."""
+    return and_(geom.op("&&")(zone), func.ST_Intersects(geom, zone))
 
 
 def _where(query: Select[Any], f: EventFilter) -> Select[Any]:
@@ -107,8 +114,7 @@ def _where(query: Select[Any], f: EventFilter) -> Select[Any]:
     if f.bbox is not None:
         b = f.bbox
         envelope = func.ST_MakeEnvelope(b.min_lon, b.min_lat, b.max_lon, b.max_lat, 4326)
-        # `&&` is the GiST-indexed bounding-box test; ST_Intersects then checks the real shape.
-        query = query.where(c.geom.op("&&")(envelope), func.ST_Intersects(c.geom, envelope))
+        query = query.where(intersects(c.geom, envelope))
     if f.community is not None:
         query = query.where(c.community_id == f.community)
     if f.category is not None:
@@ -135,7 +141,7 @@ def list_events(
     query = _where(select(*_event_columns(visible.reporter)).where(visible.where), f)
     if after_seq is not None:
         query = query.where(EVENT.c.seq > after_seq)
-    _in_utc(session)
+    in_utc(session)
     # One row more than asked tells whether a next page exists without a count(*).
     rows = session.execute(query.order_by(EVENT.c.seq).limit(limit + 1)).all()
     return rows[:limit], len(rows) > limit
@@ -148,7 +154,7 @@ def get_event(
     query = select(*_event_columns(visible.reporter)).where(
         EVENT.c.event_id == event_id, visible.where
     )
-    _in_utc(session)
+    in_utc(session)
     return session.execute(query).first()
 
 
@@ -175,7 +181,7 @@ def list_communities(session: Session, quiet_period: timedelta) -> Sequence[Row[
         .select_from(COMMUNITY.outerjoin(STATS, s.community_id == COMMUNITY.c.id))
         .order_by(COMMUNITY.c.id)
     )
-    _in_utc(session)
+    in_utc(session)
     return session.execute(query).all()
 
 
