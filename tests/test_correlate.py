@@ -24,7 +24,8 @@ from hub.fusion.correlate import (
     SPHEROID_MARGIN,
     IncidentSummary,
     Report,
-    candidate_window,
+    Span,
+    candidate_spans,
     cluster,
     could_link,
     distance_m,
@@ -306,13 +307,43 @@ def test_a_new_report_bridging_two_stored_incidents_merges_them() -> None:
         assert now == full[r.event_id]
 
 
-def test_candidate_window() -> None:
-    batch = [rep("fire"), rep("medical")]
-    reach = candidate_window(RULES, batch)
-    assert reach.distance_m == pytest.approx(500 * SPHEROID_MARGIN)  # fire's partner smoke
-    assert reach.window == timedelta(minutes=60)  # medical's partner suicide
-    assert candidate_window(RULES, [rep("other")]).distance_m == 0.0
-    assert candidate_window(RULES, [rep("fire", pinned=True)]).distance_m == 0.0
+def _inside(r: Report, spans: Sequence[Span]) -> bool:
+    return any(
+        s.status == r.status
+        and s.event_type == r.event_type
+        and s.start <= r.observed_at <= s.end
+        and s.west <= r.lon <= s.east
+        and s.south <= r.lat <= s.north
+        for s in spans
+    )
+
+
+def test_candidate_spans_hold_every_report_that_could_link() -> None:
+    # Real places: SFPD incidents of the Tenderloin as stored reports of fire, smoke, medical
+    # and other; the batch is a fire, a smoke and a medical report among them.
+    places = [(i.lon, i.lat) for i in sf_incidents() if i.community == "Tenderloin"][:400]
+    kinds = ("fire", "smoke", "medical", "other", "suicide")
+    stored = [rep(kinds[k % len(kinds)], at, minutes=(k * 7) % 240) for k, at in enumerate(places)]
+    batch = [rep("fire", places[3], 100), rep("smoke", places[50], 130), rep("medical", places[9])]
+    spans = candidate_spans(RULES, batch)
+    linking = select_candidates(stored, batch, RULES)
+    assert linking  # the scenario has candidates to find
+    assert all(_inside(r, spans) for r in linking)
+    assert {s.event_type for s in spans} == {
+        "fire",
+        "smoke",
+        "vehicle_fire",
+        "medical",
+        "suicide",
+    } | {t for t in RULES.partners("fire") | RULES.partners("medical")}
+    # a superset, but a tight one: far fewer reports inside than stored
+    assert sum(_inside(r, spans) for r in stored) < len(stored) / 2
+
+
+def test_candidate_spans_are_empty_when_nothing_links_by_proximity() -> None:
+    assert candidate_spans(RULES, [rep("other")]) == []
+    assert candidate_spans(RULES, [rep("fire", pinned=True)]) == []
+    assert candidate_spans(RULES, []) == []
 
 
 def test_conflicting_copies_of_one_event_are_refused() -> None:

@@ -32,9 +32,8 @@ Incremental clustering (the invariant fusion relies on)
 -------------------------------------------------------
 Let S be the stored reports, already clustered (``prior``: event_id -> incident id), and B a new
 batch. Fetch the candidates C = the live, unpinned stored reports that could link to a live,
-unpinned report of B (``select_candidates`` is the reference; in SQL: same status, event_type in
-``Rules.partners``, observed_at within ``candidate_window().window`` and ST_DWithin
-``candidate_window().distance_m`` of a batch report, OR refs a batch event id, OR is referenced
+unpinned report of B (``select_candidates`` is the reference; fusion fetches a superset, the
+stored reports inside ``candidate_spans``, plus those that ref a batch event id or are referenced
 by one). Then ``cluster(C + B, rules, prior)`` gives every report of C and B the id that
 ``cluster(S + B)`` gives it, and ``successors(prior, result)`` renames the stored incidents
 that merged (their members that were not fetched take the new id).
@@ -58,8 +57,8 @@ import math
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime
 from itertools import product
 from typing import Literal, get_args
 from urllib.parse import quote
@@ -462,16 +461,74 @@ def _compare(
 # --- what the caller fetches ------------------------------------------------------------------
 
 
-def candidate_window(rules: Rules, reports: Iterable[Report]) -> Reach:
-    """How far (metres, padded by ``SPHEROID_MARGIN`` for a spheroidal ST_DWithin) and how
-    long a stored report may be from some live, unpinned report of the batch and still link.
-    (0 m, 0 s) when nothing in the batch links by proximity (refs are fetched by id)."""
-    reaches = [rules.reach(r.event_type) for r in reports if _linkable(r)]
-    found = [reach for reach in reaches if reach is not None]
-    if not found:
-        return Reach(0.0, timedelta(0))
-    distance = max(reach.distance_m for reach in found)
-    return Reach(distance * SPHEROID_MARGIN, max(reach.window for reach in found))
+@dataclass(frozen=True, slots=True)
+class Span:
+    """Where stored reports of ``event_type`` that could link to the batch lie: observed in
+    [start, end], inside the box (degrees, WGS 84). The store answers it with one index range
+    scan on (status, event_type, observed_at), whatever the history behind it."""
+
+    status: str
+    event_type: str
+    start: datetime
+    end: datetime
+    west: float
+    south: float
+    east: float
+    north: float
+
+
+def candidate_spans(rules: Rules, reports: Iterable[Report]) -> list[Span]:
+    """A superset of the stored reports that may link by proximity to a live, unpinned report
+    of the batch: per stored type, the times and the box within the reach of the batch's
+    reports of a partner type. Empty when nothing in the batch links by proximity."""
+    groups: dict[tuple[str, str], list[Report]] = defaultdict(list)
+    for r in reports:
+        if _linkable(r):
+            groups[(r.status, r.event_type)].append(r)
+    spans: dict[tuple[str, str], Span] = {}
+    for (status, event_type), members in groups.items():
+        reach = rules.reach(event_type)
+        if reach is None:
+            continue
+        near = _near(status, members, reach)
+        for partner in rules.partners(event_type):
+            spans[(status, partner)] = _widen(spans.get((status, partner)), near, partner)
+    return sorted(spans.values(), key=lambda s: (s.status, s.event_type))
+
+
+def _near(status: str, members: Sequence[Report], reach: Reach) -> Span:
+    """The span within ``reach`` of any of ``members`` (box and time range of them all)."""
+    lats = [r.lat for r in members]
+    lons = [r.lon for r in members]
+    times = [r.observed_at for r in members]
+    dlat = math.degrees(reach.distance_m * SPHEROID_MARGIN / EARTH_RADIUS_M)
+    top = min(max(abs(min(lats)), abs(max(lats))) + dlat, 90.0)
+    dlon = min(dlat / max(math.cos(math.radians(top)), 1e-6), 360.0)
+    return Span(
+        status,
+        "",
+        min(times) - reach.window,
+        max(times) + reach.window,
+        min(lons) - dlon,
+        min(lats) - dlat,
+        max(lons) + dlon,
+        max(lats) + dlat,
+    )
+
+
+def _widen(span: Span | None, near: Span, event_type: str) -> Span:
+    if span is None:
+        return replace(near, event_type=event_type)
+    return Span(
+        span.status,
+        event_type,
+        min(span.start, near.start),
+        max(span.end, near.end),
+        min(span.west, near.west),
+        min(span.south, near.south),
+        max(span.east, near.east),
+        max(span.north, near.north),
+    )
 
 
 def select_candidates(

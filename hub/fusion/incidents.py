@@ -3,9 +3,9 @@ transaction (so a crash or a replay gives the same incidents).
 
 Per batch:
 1. the new reports (events of kind incident/alert), and the cancels of earlier reports;
-2. the stored reports that could link to a new one (``correlate.candidate_window``: same
-   picture, within the widest reach in time and space; refs in both directions), with the
-   incident each is in (``prior``); correlation then needs nothing else (``correlate`` doc);
+2. the stored reports that could link to a new one (a superset: those inside
+   ``correlate.candidate_spans``, and refs in both directions), with the incident each is in
+   (``prior``); correlation then needs nothing else (``correlate`` doc);
 3. incidents whose member was cancelled are re-clustered from all their live members;
 4. ``correlate.cluster``: the incident of every report; incidents that lost their id
    (merged or renamed) move their other members and leave an alias;
@@ -16,7 +16,6 @@ Per batch:
 from __future__ import annotations
 
 import logging
-import math
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -29,17 +28,18 @@ from psycopg.types.json import Jsonb
 from hub.fusion.correlate import (
     IncidentSummary,
     Report,
-    candidate_window,
+    Span,
+    candidate_spans,
     cluster,
     source_key,
     successors,
 )
 from hub.fusion.rules import Rules
+from hub.fusion.stages import Batch
 
 log = logging.getLogger(__name__)
 
 REPORT_KINDS = ("incident", "alert")
-METRES_PER_DEGREE = 111_320.0
 
 # The columns a Report is built from (``_report``), for new and stored events alike.
 _REPORT_COLUMNS = """
@@ -50,7 +50,8 @@ _REPORT_COLUMNS = """
 """
 
 _NEW = f"""
-SELECT {_REPORT_COLUMNS}, e.properties
+SELECT {_REPORT_COLUMNS},
+    CASE WHEN e.kind = 'verification' THEN e.properties END AS properties  -- only they need it
 FROM fusion_new n JOIN event e ON e.event_id = n.event_id
 WHERE e.kind = ANY(%(kinds)s) OR e.kind IN ('cancel', 'verification')
 ORDER BY e.seq
@@ -62,19 +63,18 @@ SELECT i.id FROM incident i
 WHERE i.id = coalesce((SELECT incident_id FROM incident_alias WHERE alias = %(id)s), %(id)s)
 """
 
-# Stored, live, unpinned reports near any new report, with their incident. The box test in
-# degrees is wide enough at the batch's highest latitude; correlation checks the exact distance.
+# Stored, live, unpinned reports inside the batch's spans, with their incident: per span one range
+# scan of incident_report's reach index, then the event by its key and a box test.
 _CANDIDATES = f"""
-WITH b AS (
-    SELECT * FROM unnest(%(lon)s::float8[], %(lat)s::float8[], %(t)s::timestamptz[],
-                         %(status)s::text[]) AS b(lon, lat, t, status)
-)
 SELECT DISTINCT ON (e.event_id) {_REPORT_COLUMNS}, r.incident_id
-FROM b
-JOIN event e ON e.status = b.status
-    AND e.observed_at BETWEEN b.t - %(window)s AND b.t + %(window)s
-    AND ST_DWithin(e.geom, ST_SetSRID(ST_MakePoint(b.lon, b.lat), 4326), %(degrees)s)
-JOIN incident_report r ON r.event_id = e.event_id AND NOT r.cancelled AND NOT r.pinned
+FROM unnest(%(status)s::text[], %(event_type)s::text[], %(start)s::timestamptz[],
+            %(end)s::timestamptz[], %(west)s::float8[], %(south)s::float8[],
+            %(east)s::float8[], %(north)s::float8[])
+     AS s(status, event_type, t0, t1, west, south, east, north)
+JOIN incident_report r ON r.status = s.status AND r.event_type = s.event_type
+    AND r.observed_at BETWEEN s.t0 AND s.t1 AND NOT r.cancelled AND NOT r.pinned
+JOIN event e ON e.event_id = r.event_id
+    AND e.geom && ST_MakeEnvelope(s.west, s.south, s.east, s.north, 4326)
 """
 
 # Linked by refs, both ways: what the batch's reports update (by id), and stored reports that
@@ -182,12 +182,23 @@ def _reports(rows: Iterable[dict[str, Any]]) -> list[Report]:
 class IncidentStage:
     """Applies one batch's new events to the incidents (not thread-safe: one per sink)."""
 
+    name = "incidents"
+
     def __init__(self, rules: Rules) -> None:
         self.rules = rules
 
-    def apply(self, conn: psycopg.Connection[Any]) -> IncidentCounts:
+    def prepare(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(_CREATE_STAGE)
+
+    def apply(self, conn: psycopg.Connection[Any], batch: Batch | None = None) -> IncidentCounts:
         """Call inside the batch's transaction, after its events were inserted and their ids
         put into ``fusion_new``."""
+        counts = self._apply(conn)
+        if batch is not None:
+            batch.changed_incidents |= counts.touched
+        return counts
+
+    def _apply(self, conn: psycopg.Connection[Any]) -> IncidentCounts:
         counts = IncidentCounts()
         rows = _fetch(conn, _NEW, {"kinds": list(REPORT_KINDS)})
         new = _reports([r for r in rows if r["kind"] in REPORT_KINDS])
@@ -197,7 +208,7 @@ class IncidentStage:
         reclustered += self._split(conn, [d for d in decisions if d.decision == "split"], counts)
         judged = [d for d in decisions if d.decision in ("verified", "refuted")]
         if not new and not reclustered:
-            self._decide(conn, judged)
+            self._decide(conn, judged, counts)
             return counts
         counts.reports = len(new)
         prior, stored = self._candidates(conn, new)
@@ -205,11 +216,19 @@ class IncidentStage:
         assignment = cluster(members.values(), self.rules, prior)
         self._rename(conn, successors(prior, assignment), counts)
         self._assign(conn, new, reclustered, assignment)
-        fresh = _fresh(assignment, members, prior)
-        stale = (set(assignment.values()) | counts.touched) - fresh.keys()
+        # Only incidents a new or re-clustered report is in, or that lost or gained an id,
+        # changed: the other candidates were fetched as a superset and are left alone.
+        moved = (assignment[r.event_id] for r in (*new, *reclustered) if r.event_id in assignment)
+        counts.touched.update(moved)
+        fresh = {
+            i: reports
+            for i, reports in _fresh(assignment, members, prior).items()
+            if i in counts.touched
+        }
+        stale = counts.touched - fresh.keys()
         categories = _categories(conn, rows, fresh)
         counts.created = self._rebuild(conn, stale, fresh, categories)
-        self._decide(conn, judged)  # after the rebuild: a decision lands on the final ids
+        self._decide(conn, judged, counts)  # after the rebuild: a decision lands on the final ids
         return counts
 
     # --- the steps ----------------------------------------------------------------------
@@ -264,7 +283,9 @@ class IncidentStage:
             if not r["cancelled"]
         ]
 
-    def _decide(self, conn: psycopg.Connection[Any], decisions: list[Decision]) -> None:
+    def _decide(
+        self, conn: psycopg.Connection[Any], decisions: list[Decision], counts: IncidentCounts
+    ) -> None:
         """Verified or refuted by a principal: who, when, why; it outlasts later reports."""
         for d in decisions:
             current = _current(conn, d.incident_id)
@@ -278,25 +299,17 @@ class IncidentStage:
                 (d.decision, d.by, d.at, d.reason, current),
             )
             _timeline(conn, current, d.decision, d.event_id, d.detail())
+            counts.touched.add(current)
 
     def _candidates(
         self, conn: psycopg.Connection[Any], new: Sequence[Report]
     ) -> tuple[dict[uuid.UUID, uuid.UUID], list[Report]]:
-        reach = candidate_window(self.rules, new)
+        """A superset of the stored reports that may link to the batch (``correlate`` doc),
+        with the incident each is in."""
+        spans = candidate_spans(self.rules, new)
         rows: list[dict[str, Any]] = []
-        if new and reach.distance_m > 0:
-            top = max(abs(r.lat) for r in new)
-            degrees = reach.distance_m / (
-                METRES_PER_DEGREE * max(math.cos(math.radians(top)), 0.01)
-            )
-            params = {
-                "lon": [r.lon for r in new],
-                "lat": [r.lat for r in new],
-                "t": [r.observed_at for r in new],
-                "status": [r.status for r in new],
-                "window": reach.window,
-                "degrees": degrees,
-            }
+        if spans:
+            params = {field: [getattr(span, field) for span in spans] for field in Span.__slots__}
             rows = _fetch(conn, _CANDIDATES, params)
         if new:
             refs = [ref for r in new for ref in r.refs]
@@ -328,20 +341,23 @@ class IncidentStage:
         reclustered: Sequence[Report],
         assignment: dict[uuid.UUID, uuid.UUID],
     ) -> None:
-        rows = [(r.event_id, assignment[r.event_id]) for r in new if r.event_id in assignment]
-        at = {r.event_id: r.observed_at for r in new}
+        joined = [r for r in new if r.event_id in assignment]
         # Members of an incident a cancel may have split: each goes to its piece.
         moved = [(assignment[r.event_id], r.event_id) for r in reclustered]
         with conn.cursor() as cur:
             # COPY: the batch's reports are new events, so no row can exist yet.
-            with cur.copy("COPY incident_report (event_id, incident_id) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
+            with cur.copy(_COPY_REPORTS) as copy:
+                for r in joined:
+                    copy.write_row(
+                        (r.event_id, assignment[r.event_id], r.status, r.event_type, r.observed_at)
+                    )
             with cur.copy(
                 "COPY incident_timeline (incident_id, at, what, event_id) FROM STDIN"
             ) as copy:
-                for event_id, incident in rows:
-                    copy.write_row((incident, at[event_id], "report_joined", event_id))
+                for r in joined:
+                    copy.write_row(
+                        (assignment[r.event_id], r.observed_at, "report_joined", r.event_id)
+                    )
             cur.executemany(
                 "UPDATE incident_report SET incident_id = %s WHERE event_id = %s", moved
             )
@@ -490,15 +506,16 @@ ON CONFLICT (id) DO UPDATE SET
 RETURNING (xmax = 0) AS created
 """
 
+# status, event_type and observed_at repeat the event's: the candidate search then reads one
+# narrow index of live reports (``_CANDIDATES``) instead of the whole event history.
+_COPY_REPORTS = (
+    "COPY incident_report (event_id, incident_id, status, event_type, observed_at) FROM STDIN"
+)
+
 _COPY_STAGE = (
     "COPY incident_stage (id, status, category, event_type, severity, certainty, verification,"
     " sources, reports, communities, first_observed_at, last_observed_at, members) FROM STDIN"
 )
-
-
-def create_stage(conn: psycopg.Connection[Any]) -> None:
-    """The session's staging table of incident rows (once per connection)."""
-    conn.execute(_CREATE_STAGE)
 
 
 def _category(summary: IncidentSummary, categories: dict[uuid.UUID, str]) -> str:

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import polars as pl
 import psycopg
 
 from geo.grids import H3_PREFIX
-from hub.fusion.incidents import IncidentStage
-from hub.fusion.incidents import create_stage as create_incident_stage
+from hub.fusion.stages import Batch, Stage
 from hub.store.grids import ensure_h3_cells
 
 log = logging.getLogger(__name__)
@@ -89,7 +88,7 @@ WITH ins AS (
 )
 SELECT coalesce(sum(n), 0)::bigint FROM agg
 """
-# What the batch really added, for the incident stage (only when there is one: a hot path).
+# What the batch really added, for the stages (only when there are some: a hot path).
 _NOTE_NEW = """, noted AS (
     INSERT INTO fusion_new (event_id) SELECT event_id FROM ins
 )"""
@@ -143,19 +142,20 @@ class PostgresSink:
         conn: psycopg.Connection,
         group_id: str,
         topic: str,
-        incidents: IncidentStage | None = None,
+        stages: Sequence[Stage] = (),
     ) -> None:
         self.conn = conn
         self.group_id = group_id
         self.topic = topic
-        self.incidents = incidents  # None: events only (benchmarks that pre-fill a store)
-        self._insert_sql = _INSERT.format(noted=_NOTE_NEW if incidents is not None else "")
+        self.stages = tuple(stages)  # none: events only (benchmarks that pre-fill a store)
+        self._insert_sql = _INSERT.format(noted=_NOTE_NEW if self.stages else "")
         # H3 cells known to be stored: their polygons are not built again for every batch.
         # Filled after commit only, so a rolled-back batch leaves nothing believed stored.
         self._h3_stored: set[str] = set()
         with conn.transaction():
             conn.execute(_CREATE_STAGE)
-            create_incident_stage(conn)
+            for stage in self.stages:
+                stage.prepare(conn)
 
     def load_offsets(self) -> dict[int, StoredOffset]:
         rows = self.conn.execute(
@@ -179,8 +179,10 @@ class PostgresSink:
             # After _insert took the sequence lock: two workers naming the same new cell then
             # queue on that lock instead of deadlocking on each other's uncommitted cell rows.
             ensure_h3_cells(self.conn, new_cells)
-            if self.incidents is not None and stored:
-                self.incidents.apply(self.conn)
+            if stored:
+                batch = Batch()
+                for stage in self.stages:
+                    stage.apply(self.conn, batch)
             cur.executemany(
                 _OFFSETS,
                 [(self.group_id, self.topic, p, o, topic_id) for p, o in offsets.items()],

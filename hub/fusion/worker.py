@@ -29,6 +29,7 @@ from hub.fusion.metrics import FusionMetrics
 from hub.fusion.pipeline import Writer
 from hub.fusion.rules import Rules
 from hub.fusion.sink import BatchCounts, PostgresSink, StoredOffset, partition_next_offsets
+from hub.fusion.stages import Stage
 from hub.settings import Settings
 from hub.store.communities import load_index
 from hub.store.db import connect
@@ -63,11 +64,7 @@ class FusionWorker:
         # inside an implicit transaction that some stray SELECT left open.
         self.conn = connect(settings, autocommit=True)
         # Loaded once: a bad rules file fails at start, and every batch uses the same rules.
-        self.incidents = (
-            IncidentStage(Rules.load(settings.correlation_rules))
-            if settings.fusion_incidents
-            else None
-        )
+        self.stages = build_stages(settings)
         self.sink = self._new_sink()
         self.resolver = CommunityResolver(lambda: _fresh_index(settings))
         self.grids = GridResolver(
@@ -244,7 +241,7 @@ class FusionWorker:
 
     def _new_sink(self) -> PostgresSink:
         s = self.settings
-        return PostgresSink(self.conn, s.consumer_group, s.events_topic, self.incidents)
+        return PostgresSink(self.conn, s.consumer_group, s.events_topic, self.stages)
 
     def _reconnect(self) -> None:
         with contextlib.suppress(psycopg.Error):
@@ -309,6 +306,15 @@ class FusionWorker:
                 closer()
             except Exception:  # closing is best effort; the data is already committed
                 log.debug("close failed", exc_info=True)
+
+
+def build_stages(settings: Settings) -> list[Stage]:
+    """The stages of the picture, in order (``hub.fusion.stages``); none when
+    ``fusion_incidents`` is off (events only). Rules are loaded once: a bad file fails at
+    start, and every batch uses the same rules."""
+    if not settings.fusion_incidents:
+        return []
+    return [IncidentStage(Rules.load(settings.correlation_rules))]
 
 
 def _fresh_index(settings: Settings) -> CommunityIndex:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Identity,
     Index,
@@ -189,6 +190,10 @@ class IncidentReport(SQLModel, table=True):
     )
     pinned: bool = Field(sa_column=Column(Boolean, nullable=False, server_default=text("false")))
     cancelled: bool = Field(sa_column=Column(Boolean, nullable=False, server_default=text("false")))
+    # the event's own, repeated for the candidate search (migration 0006_picture)
+    status: str = Field(sa_column=Column(Text, nullable=False))
+    event_type: str = Field(sa_column=Column(Text, nullable=False))
+    observed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
 class IncidentAlias(SQLModel, table=True):
@@ -215,3 +220,74 @@ class IncidentTimeline(SQLModel, table=True):
         default_factory=dict,
         sa_column=Column(JSONB, nullable=False, server_default=text("'{}'")),
     )
+
+
+# --- the rest of the picture (migration 0006_picture; fusion is the only writer) --------------
+
+
+class SensorState(SQLModel, table=True):
+    """The threshold level a sensor is in now (per event type and picture)."""
+
+    __tablename__ = "sensor_state"
+
+    status: str = Field(sa_column=Column(Text, primary_key=True))
+    sensor: str = Field(sa_column=Column(Text, primary_key=True))
+    event_type: str = Field(sa_column=Column(Text, primary_key=True))
+    community_id: str = Field(sa_column=Column(Text, nullable=False))
+    level: str = Field(sa_column=Column(Text, nullable=False))
+    value: float | None = Field(default=None, sa_column=Column(Float))
+    observed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    event_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), nullable=False))
+    warning_event_id: uuid.UUID | None = Field(default=None, sa_column=Column(UUID(as_uuid=True)))
+
+
+class PictureClock(SQLModel, table=True):
+    """A picture's time: the latest observed_at fusion stored; risk decays from it."""
+
+    __tablename__ = "picture_clock"
+
+    status: str = Field(sa_column=Column(Text, primary_key=True))
+    at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class RiskCell(SQLModel, table=True):
+    """A grid cell's risk score and four-colour level (with hysteresis), per picture."""
+
+    __tablename__ = "risk_cell"
+    __table_args__ = (
+        CheckConstraint("level IN ('blue', 'yellow', 'orange', 'red')"),
+        Index("risk_cell_geom_gist", "geom", postgresql_using="gist"),
+    )
+
+    status: str = Field(sa_column=Column(Text, primary_key=True))
+    grid_cell: str = Field(sa_column=Column(Text, primary_key=True))
+    community_id: str | None = Field(default=None, sa_column=Column(Text))
+    score: float = Field(sa_column=Column(Float, nullable=False))
+    level: str = Field(sa_column=Column(Text, nullable=False))
+    level_since: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    incidents: int = Field(sa_column=Column(Integer, nullable=False))
+    as_of: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    geom: Any = Field(
+        sa_column=Column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=False), nullable=False)
+    )
+    updated_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class ResourceBalance(SQLModel, table=True):
+    """A community's latest statement of a resource it has available or needs."""
+
+    __tablename__ = "resource_balance"
+    __table_args__ = (CheckConstraint("direction IN ('available', 'needed')"),)
+
+    community_id: str = Field(sa_column=Column(Text, ForeignKey("community.id"), primary_key=True))
+    status: str = Field(sa_column=Column(Text, primary_key=True))
+    resource_type: str = Field(sa_column=Column(Text, primary_key=True))
+    unit: str = Field(sa_column=Column(Text, primary_key=True))
+    direction: str = Field(sa_column=Column(Text, primary_key=True))
+    quantity: float = Field(sa_column=Column(Float, nullable=False))
+    event_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), nullable=False))
+    observed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    geom: Any = Field(
+        sa_column=Column(Geometry("POINT", srid=4326, spatial_index=False), nullable=False)
+    )
+    updated_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
