@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     correlation_rules: Path | None = Field(
         None, description="rules of incident correlation (TOML); default config/correlation.toml"
     )
+    thresholds: Path | None = Field(
+        None, description="sensor thresholds of warnings (TOML); default config/thresholds.toml"
+    )
+    risk_rules: Path | None = Field(
+        None, description="risk per grid cell: weights, decay, levels; default config/risk.toml"
+    )
     consumer_group: str = "hub-fusion"
     fusion_max_poll_records: int = Field(10_000, ge=1)
     fusion_poll_timeout_ms: int = Field(250, ge=1)
@@ -98,7 +104,11 @@ class Settings(BaseSettings):
     public_url: str | None = Field(None, description="base URL for links; default from the request")
     community_quiet_period_s: int = Field(3600, ge=1, description="no events for this long: silent")
     neighbour_distance_m: float = Field(
-        2000.0, ge=0, le=50_000, description="a community sees neighbours' events this close"
+        2000.0,
+        ge=0,
+        le=50_000,
+        description="a community sees neighbours' events this close, and is flagged of "
+        "warnings this close to it",
     )
     metrics_scrapers: list[str] = Field(
         ["127.0.0.1/32", "::1/128"],
@@ -109,6 +119,13 @@ class Settings(BaseSettings):
     )
     api_max_json_depth: int = Field(32, ge=4, le=512, description="deeper JSON bodies answer 400")
     api_max_batch: int = Field(1000, ge=1, description="events per POST /v1/events")
+    api_decision_wait_s: float = Field(
+        5.0,
+        ge=0.0,
+        le=30.0,
+        description="how long a verification or split waits for fusion to apply it (200) "
+        "before answering 202",
+    )
     rate_limit_per_s: float = Field(
         50.0, gt=0, description="sustained requests per second per client on /v1 (429 beyond)"
     )

@@ -105,6 +105,7 @@ def test_create_each_kind(
     assert sorted(rows[department["client_id"]].scopes) == [
         "incidents:read",
         "incidents:verify",
+        "resources:read",
         "risk:read",
     ]
     assert rows[admin["client_id"]].scopes == ["admin"]

@@ -264,6 +264,16 @@ def test_a_pinned_report_stays_alone() -> None:
     assert after[a.event_id] == seed_id(pinned_a)
     # A prior entry cannot pull it back either.
     assert cluster([pinned_a, b], RULES, prior=before)[a.event_id] == seed_id(pinned_a)
+    # An update that fusion pinned (it refs the split-out report) stays with it, right next
+    # to the others; the pair keeps the split-out report's id.
+    follower = Report(**{**_fields(near_update), "pinned": True})
+    after = cluster([pinned_a, b, between, follower], RULES)
+    assert partition(after) == {
+        frozenset({a.event_id, follower.event_id}),
+        frozenset({b.event_id, between.event_id}),
+    }
+    assert after[follower.event_id] == seed_id(pinned_a)
+    assert could_link(pinned_a, follower, RULES) and not could_link(pinned_a, near_update, RULES)
 
 
 # --- incident ids and incremental clustering --------------------------------------------------

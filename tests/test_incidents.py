@@ -305,3 +305,9 @@ def test_verify_refute_and_a_sticky_split(
     assert found[between["event_id"]]["id"] == found[a["event_id"]]["id"]
     assert found[b["event_id"]]["id"] != found[a["event_id"]]["id"]
     assert found[b["event_id"]]["reports"] == 1
+    # An update of the split-out report, sent from right next to a, stays with b.
+    update = report(west, WEST, reporter="lee", minutes=6, refs=(b["event_id"],))
+    run(hub_settings, [update])
+    found = incidents_of(hub_settings, [a, b, update])
+    assert found[update["event_id"]]["id"] == found[b["event_id"]]["id"]
+    assert found[b["event_id"]]["reports"] == 2 and found[a["event_id"]]["reports"] == 2

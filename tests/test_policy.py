@@ -210,6 +210,24 @@ def _fill_auth_and_audit_tables(settings: Settings) -> None:
             "INSERT INTO incident_alias (alias, incident_id)"
             " SELECT gen_random_uuid(), id FROM incident LIMIT 1"
         )
+        # and a row of each part of the picture the fixture's reports do not reach (a test
+        # picture of its own: no other test looks there)
+        for statement in _PICTURE_ROWS:
+            conn.execute(statement)
+
+
+_PICTURE_ROWS = (
+    "INSERT INTO incident_timeline (incident_id, at, what)"
+    " SELECT id, now(), 'policy-test' FROM incident LIMIT 1",
+    "INSERT INTO picture_clock VALUES ('test', now()) ON CONFLICT DO NOTHING",
+    "INSERT INTO sensor_state VALUES ('test', 'policy-test/sensor', 'water_level', 'x',"
+    " 'normal', 0.5, now(), gen_random_uuid(), NULL) ON CONFLICT DO NOTHING",
+    "INSERT INTO risk_cell SELECT 'test', 'policy-test/cell', c.id, 1.0, 'yellow', now(), 1,"
+    " now(), c.geom, 1 FROM community c LIMIT 1 ON CONFLICT DO NOTHING",
+    "INSERT INTO resource_balance SELECT c.id, 'test', 'policy_test', 'l', 'available', 1.0,"
+    " gen_random_uuid(), now(), ST_PointOnSurface(c.geom), 1 FROM community c LIMIT 1"
+    " ON CONFLICT DO NOTHING",
+)
 
 
 def test_api_role_without_principal_sees_no_row_of_any_hub_table(

@@ -65,8 +65,16 @@ class BadRequest(ApiError):
     status_code = 400
 
 
+class Forbidden(ApiError):
+    status_code = 403
+
+
 class NotFound(ApiError):
     status_code = 404
+
+
+class Conflict(ApiError):
+    status_code = 409
 
 
 class ServiceUnavailable(ApiError):

@@ -11,6 +11,7 @@ import hub
 from hub.api import (
     audit,
     communities,
+    decisions,
     events,
     health,
     incidents,
@@ -18,6 +19,9 @@ from hub.api import (
     limits,
     metrics,
     oauth,
+    resources,
+    risk,
+    warnings,
 )
 from hub.api.deps import ZoneCache
 from hub.api.errors import Problem, add_exception_handlers
@@ -59,6 +63,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     routers = (
         events.router,
         incidents.router,
+        decisions.router,
+        warnings.router,
+        risk.router,
+        resources.router,
         ingest.router,
         communities.router,
         audit.router,
@@ -86,6 +94,21 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                 {
                     "name": "incidents",
                     "description": "Reports of the same incident fused into one, with provenance",
+                },
+                {
+                    "name": "risk",
+                    "description": "Risk per grid cell: a score from the open incidents and a "
+                    "four-colour level that does not flicker",
+                },
+                {
+                    "name": "warnings",
+                    "description": "Sensor thresholds crossed and alerts received, flagged to "
+                    "the neighbouring communities",
+                },
+                {
+                    "name": "resources",
+                    "description": "Communities' stock and needs, and needs matched to the "
+                    "nearest surplus",
                 },
                 {"name": "communities", "description": "Communities and their activity"},
                 {"name": "audit", "description": "Who read and wrote what: a principal's trail"},

@@ -301,7 +301,7 @@ def _report(row: Row[Any]) -> dict[str, Any]:
     }
 
 
-def _entry(row: Row[Any]) -> dict[str, Any]:
+def _entry(row: Row[Any, Any, Any, Any]) -> dict[str, Any]:
     return {
         "at": row.at,
         "what": row.what,

@@ -35,6 +35,7 @@ SCOPE_DESCRIPTIONS = {
     "incidents:read": "read incidents within the principal's reach",
     "incidents:verify": "verify or refute incidents",
     "risk:read": "read risk per grid cell",
+    "resources:read": "read communities' stock and needs, and their matches",
     "resources:write": "publish supplies and volunteers",
     "admin": "register communities, grids and clients",
 }

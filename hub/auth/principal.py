@@ -14,14 +14,23 @@ Kind = Literal["community", "department", "analyst", "admin"]
 KINDS: tuple[str, ...] = get_args(Kind)
 
 Scope = Literal[
-    "events:write", "incidents:read", "incidents:verify", "risk:read", "resources:write", "admin"
+    "events:write",
+    "incidents:read",
+    "incidents:verify",
+    "risk:read",
+    "resources:read",
+    "resources:write",
+    "admin",
 ]
 SCOPES: tuple[str, ...] = get_args(Scope)
 
+# resources:read for every kind: mutual aid is shared. A community must see its neighbours'
+# surplus to ask for it, a department the stock and needs of the communities it serves, an
+# analyst the whole region's; what each sees of them is the row policy's business.
 DEFAULT_SCOPES: dict[str, frozenset[str]] = {
     "community": frozenset(SCOPES) - {"admin"},
-    "department": frozenset({"incidents:read", "risk:read", "incidents:verify"}),
-    "analyst": frozenset({"incidents:read", "risk:read"}),
+    "department": frozenset({"incidents:read", "risk:read", "incidents:verify", "resources:read"}),
+    "analyst": frozenset({"incidents:read", "risk:read", "resources:read"}),
     "admin": frozenset(SCOPES),
 }
 

@@ -25,6 +25,7 @@ class Target:
     limit: float
     at_least: bool = True  # False: the figure must stay at or below ``limit``
     unit: str = ""
+    decimals: int = 0  # as the limit is printed
 
     def met(self, value: float | None) -> bool:
         if value is None:
@@ -32,7 +33,7 @@ class Target:
         return value >= self.limit if self.at_least else value <= self.limit
 
     def __str__(self) -> str:
-        return f"{'>=' if self.at_least else '<='} {self.limit:,.0f}{self.unit}"
+        return f"{'>=' if self.at_least else '<='} {self.limit:,.{self.decimals}f}{self.unit}"
 
     def as_json(self) -> dict[str, Any]:
         return {"limit": self.limit, "at_least": self.at_least}

@@ -6,10 +6,12 @@ Pure Python, no database: fusion fetches the stored reports a batch could link t
 The model
 ---------
 Two reports LINK when (``could_link``): they belong to the same picture (``status``), neither is
-cancelled nor pinned, and either one ``refs`` the other (an update joins what it updates,
-whatever the distance or time), or their types are compatible (``Rules.limits``) and they lie
-within the pair's distance and time window. Incidents are the connected components of the link
-graph (single linkage): a set, so the result cannot depend on the order of arrival.
+cancelled, and either one ``refs`` the other and both or neither are pinned (an update joins
+what it updates, whatever the distance or time; fusion pins an update of a report an operator
+split out, so it stays with that report), or neither is pinned, their types are compatible
+(``Rules.limits``) and they lie within the pair's distance and time window. Incidents are the
+connected components of the link graph (single linkage): a set, so the result cannot depend on
+the order of arrival.
 
 Distances are great-circle distances on a sphere of radius 6,371,008.8 m (the mean Earth
 radius). Against the WGS 84 ellipsoid this errs by at most ~0.56 % (at SF's latitude ~0.25 %):
@@ -52,6 +54,7 @@ and the two prior ids unite. Limits:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import uuid
@@ -135,10 +138,14 @@ def _hav_limit(distance: float) -> float:
 
 def could_link(a: Report, b: Report, rules: Rules) -> bool:
     """Whether ``a`` and ``b`` link directly (the edge of the incident graph)."""
-    if a.event_id == b.event_id or not (_linkable(a) and _linkable(b)) or a.status != b.status:
+    if a.event_id == b.event_id or a.cancelled or b.cancelled or a.status != b.status:
         return False
     if b.event_id in a.refs or a.event_id in b.refs:
-        return True
+        # An update stays on its side of an operator's split: with the report split out when
+        # it updates that one (fusion pins it too), else with the unpinned ones.
+        return a.pinned == b.pinned
+    if a.pinned or b.pinned:
+        return False
     limits = rules.limits(a.event_type, b.event_type)
     if limits is None:
         return False
@@ -242,11 +249,9 @@ def _unique(reports: Iterable[Report]) -> list[Report]:
 def _link_by_refs(live: Sequence[Report], sets: _UnionFind) -> None:
     index = {r.event_id: i for i, r in enumerate(live)}
     for i, r in enumerate(live):
-        if r.pinned:
-            continue
-        for ref in r.refs:
-            j = index.get(ref)
-            if j is not None and j != i and not live[j].pinned and live[j].status == r.status:
+        for j in (index[ref] for ref in r.refs if ref in index):
+            other = live[j]
+            if j != i and (other.status, other.pinned) == (r.status, r.pinned):
                 sets.union(i, j)
 
 
@@ -480,20 +485,33 @@ class Span:
 def candidate_spans(rules: Rules, reports: Iterable[Report]) -> list[Span]:
     """A superset of the stored reports that may link by proximity to a live, unpinned report
     of the batch: per stored type, the times and the box within the reach of the batch's
-    reports of a partner type. Empty when nothing in the batch links by proximity."""
+    reports of a partner type, one span per run of reports close in time (a batch of a
+    backlog spans days: its reports' windows, not the days between them, are searched).
+    Empty when nothing in the batch links by proximity."""
     groups: dict[tuple[str, str], list[Report]] = defaultdict(list)
     for r in reports:
         if _linkable(r):
             groups[(r.status, r.event_type)].append(r)
-    spans: dict[tuple[str, str], Span] = {}
+    spans: list[Span] = []
     for (status, event_type), members in groups.items():
         reach = rules.reach(event_type)
         if reach is None:
             continue
-        near = _near(status, members, reach)
-        for partner in rules.partners(event_type):
-            spans[(status, partner)] = _widen(spans.get((status, partner)), near, partner)
-    return sorted(spans.values(), key=lambda s: (s.status, s.event_type))
+        for run in _runs(members, 2 * reach.window.total_seconds()):
+            near = _near(status, run, reach)
+            spans += [replace(near, event_type=p) for p in sorted(rules.partners(event_type))]
+    return sorted(spans, key=lambda s: (s.status, s.event_type, s.start))
+
+
+def _runs(members: list[Report], gap_s: float) -> Iterator[list[Report]]:
+    """``members`` by time, cut where two follow each other more than ``gap_s`` apart."""
+    ordered = sorted(members, key=lambda r: r.observed_at)
+    start = 0
+    for i in range(1, len(ordered)):
+        if (ordered[i].observed_at - ordered[i - 1].observed_at).total_seconds() > gap_s:
+            yield ordered[start:i]
+            start = i
+    yield ordered[start:]
 
 
 def _near(status: str, members: Sequence[Report], reach: Reach) -> Span:
@@ -513,21 +531,6 @@ def _near(status: str, members: Sequence[Report], reach: Reach) -> Span:
         min(lats) - dlat,
         max(lons) + dlon,
         max(lats) + dlat,
-    )
-
-
-def _widen(span: Span | None, near: Span, event_type: str) -> Span:
-    if span is None:
-        return replace(near, event_type=event_type)
-    return Span(
-        span.status,
-        event_type,
-        min(span.start, near.start),
-        max(span.end, near.end),
-        min(span.west, near.west),
-        min(span.south, near.south),
-        max(span.east, near.east),
-        max(span.north, near.north),
     )
 
 
@@ -565,6 +568,7 @@ def source_key(
     return f"s:{_esc(system)}"
 
 
+@functools.lru_cache(maxsize=1 << 16)  # the same systems and reporters, batch after batch
 def _esc(part: str) -> str:
     return quote(part, safe="")
 
@@ -622,6 +626,8 @@ class IncidentSummary:
         live = sorted((r for r in reports if not r.cancelled), key=_timeline)
         if not live:
             raise ValueError(f"incident {incident_id} has no live report")
+        if len(live) == 1:  # most incidents: the report's own words, without the tallies
+            return cls._of_one(incident_id, live[0], decision)
         statuses = {r.status for r in live}
         if len(statuses) > 1:
             raise ValueError(f"incident {incident_id} mixes pictures {sorted(statuses)}")
@@ -639,6 +645,25 @@ class IncidentSummary:
             verification=verification_state(sources, decision),
             members=tuple(r.event_id for r in live),
             points=tuple((r.lon, r.lat) for r in live),
+        )
+
+    @classmethod
+    def _of_one(
+        cls, incident_id: uuid.UUID, r: Report, decision: Decision | None
+    ) -> IncidentSummary:
+        return cls(
+            incident_id=incident_id,
+            status=r.status,
+            event_type=r.event_type,
+            severity=r.severity,
+            certainty=r.certainty,
+            first_observed_at=r.observed_at,
+            last_observed_at=r.observed_at,
+            communities=(r.community_id,) if r.community_id else (),
+            sources=1,
+            verification=verification_state(1, decision),
+            members=(r.event_id,),
+            points=((r.lon, r.lat),),
         )
 
 

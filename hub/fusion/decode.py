@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from shapely.geometry import shape
 
 from schemas.event import Event, Point, holds_nul, parse_event
+from schemas.resource import parse_resource
 
 # Reasons written to the DLQ header ``hub-dlq-reason``.
 NOT_JSON = "not_json"
@@ -107,6 +108,27 @@ def _append(cols: dict[str, list[Any]], i: int, e: Event, record: Any) -> None:
     cols["offset"].append(record.offset)
 
 
+# --- kind-specific properties ----------------------------------------------------------------
+# The event schema leaves ``properties`` free; the kinds whose properties fusion itself reads are
+# checked here, so that a bad one is dead-lettered with its reason instead of being stored.
+
+
+def properties_problem(e: Event) -> str | None:
+    """What is wrong with the event's kind-specific properties (resource events:
+    ``schemas.resource``), naming the fields; None when nothing is."""
+    if e.kind != "resource":
+        return None
+    try:
+        parse_resource(e.properties)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        detail = "; ".join(
+            f"properties.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:3]
+        )
+        return f"resource {detail}"[:500]
+    return None
+
+
 def _shape(e: Event) -> Any:
     """The event's geometry for shapely, None for a point (built in bulk later). Raises
     ValueError for what the contract lets through but no geometry library builds: positions
@@ -154,6 +176,10 @@ def decode(records: Sequence[Any]) -> Decoded:
             continue
         try:
             event = parse_event(value)
+            problem = properties_problem(event)
+            if problem is not None:
+                rejects.append(Reject(i, SCHEMA, problem))
+                continue
             geometry = _shape(event)  # before _append: a failure must leave the columns alone
             _append(cols, i, event, record)
         except ValidationError as exc:

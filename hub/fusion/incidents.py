@@ -19,10 +19,15 @@ import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
+import numpy as np
+import orjson
+import polars as pl
 import psycopg
+import shapely
 from psycopg.types.json import Jsonb
 
 from hub.fusion.correlate import (
@@ -46,7 +51,8 @@ _REPORT_COLUMNS = """
     e.event_id, e.event_type, e.status, e.observed_at,
     ST_X(ST_PointOnSurface(e.geom)) AS lon, ST_Y(ST_PointOnSurface(e.geom)) AS lat,
     e.community_id, e.reporter, e.source_system, e.severity, e.certainty, e.refs,
-    e.category, e.kind
+    e.category, e.kind,
+    GeometryType(e.geom) = 'POINT' AND ST_NDims(e.geom) = 2 AS plain_point
 """
 
 _NEW = f"""
@@ -64,29 +70,34 @@ WHERE i.id = coalesce((SELECT incident_id FROM incident_alias WHERE alias = %(id
 """
 
 # Stored, live, unpinned reports inside the batch's spans, with their incident: per span one range
-# scan of incident_report's reach index, then the event by its key and a box test.
-_CANDIDATES = f"""
-SELECT DISTINCT ON (e.event_id) {_REPORT_COLUMNS}, r.incident_id
+# scan of incident_report's reach index (LATERAL: a plan that cannot turn into a join of whole
+# tables, whatever the statistics say). Their events are read by key afterwards (``_BY_ID``).
+_IN_SPANS = """
+SELECT DISTINCT r.event_id, r.incident_id
 FROM unnest(%(status)s::text[], %(event_type)s::text[], %(start)s::timestamptz[],
-            %(end)s::timestamptz[], %(west)s::float8[], %(south)s::float8[],
-            %(east)s::float8[], %(north)s::float8[])
-     AS s(status, event_type, t0, t1, west, south, east, north)
-JOIN incident_report r ON r.status = s.status AND r.event_type = s.event_type
-    AND r.observed_at BETWEEN s.t0 AND s.t1 AND NOT r.cancelled AND NOT r.pinned
-JOIN event e ON e.event_id = r.event_id
-    AND e.geom && ST_MakeEnvelope(s.west, s.south, s.east, s.north, 4326)
+            %(end)s::timestamptz[]) AS s(status, event_type, t0, t1)
+CROSS JOIN LATERAL (
+    SELECT event_id, incident_id FROM incident_report r
+    WHERE r.status = s.status AND r.event_type = s.event_type
+        AND r.observed_at BETWEEN s.t0 AND s.t1 AND NOT r.cancelled AND NOT r.pinned
+    OFFSET 0  -- a fence: kept as a per-span index scan, never pulled up into a merge join
+) AS r
+"""
+
+_BY_ID = f"""
+SELECT {_REPORT_COLUMNS} FROM event e WHERE e.event_id = ANY(%(ids)s::uuid[])
 """
 
 # Linked by refs, both ways: what the batch's reports update (by id), and stored reports that
 # update one of the batch's (sent before it: out of order). Two index scans (pkey, GIN on refs).
 _BY_REFS = f"""
-SELECT {_REPORT_COLUMNS}, r.incident_id
+SELECT {_REPORT_COLUMNS}, r.incident_id, r.pinned
 FROM event e JOIN incident_report r ON r.event_id = e.event_id
-WHERE NOT r.cancelled AND NOT r.pinned AND e.event_id = ANY(%(refs)s)
+WHERE NOT r.cancelled AND e.event_id = ANY(%(refs)s)
 UNION
-SELECT {_REPORT_COLUMNS}, r.incident_id
+SELECT {_REPORT_COLUMNS}, r.incident_id, r.pinned
 FROM event e JOIN incident_report r ON r.event_id = e.event_id
-WHERE NOT r.cancelled AND NOT r.pinned AND e.refs <> '{{}}' AND e.refs && %(ids)s
+WHERE NOT r.cancelled AND e.refs <> '{{}}' AND e.refs && %(ids)s
 """
 
 _MEMBERS = f"""
@@ -186,21 +197,34 @@ class IncidentStage:
 
     def __init__(self, rules: Rules) -> None:
         self.rules = rules
+        self._areal: set[uuid.UUID] = set()  # of the current batch
 
     def prepare(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute(_CREATE_STAGE)
 
+    def _fetch(
+        self, conn: psycopg.Connection[Any], sql: str, params: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """Rows of reports; notes those whose geometry is more than a 2D point (the hull of
+        an incident with one of them is PostGIS's, not the hull of representative points)."""
+        rows = _fetch(conn, sql, params)
+        self._areal.update(r["event_id"] for r in rows if not r["plain_point"])
+        return rows
+
     def apply(self, conn: psycopg.Connection[Any], batch: Batch | None = None) -> IncidentCounts:
         """Call inside the batch's transaction, after its events were inserted and their ids
         put into ``fusion_new``."""
-        counts = self._apply(conn)
+        self._areal.clear()
+        counts = self._apply(conn, batch)
         if batch is not None:
             batch.changed_incidents |= counts.touched
         return counts
 
-    def _apply(self, conn: psycopg.Connection[Any]) -> IncidentCounts:
+    def _apply(self, conn: psycopg.Connection[Any], batch: Batch | None) -> IncidentCounts:
         counts = IncidentCounts()
-        rows = _fetch(conn, _NEW, {"kinds": list(REPORT_KINDS)})
+        rows = _frame_rows(batch) if batch is not None else None
+        if rows is None:
+            rows = self._fetch(conn, _NEW, {"kinds": list(REPORT_KINDS)})
         new = _reports([r for r in rows if r["kind"] in REPORT_KINDS])
         cancelled_ids = [ref for r in rows if r["kind"] == "cancel" for ref in (r["refs"] or ())]
         decisions = [Decision.of(r) for r in rows if r["kind"] == "verification"]
@@ -212,6 +236,7 @@ class IncidentStage:
             return counts
         counts.reports = len(new)
         prior, stored = self._candidates(conn, new)
+        new = _follow_pinned(new, stored)
         members = {r.event_id: r for r in (*stored, *reclustered, *new)}
         assignment = cluster(members.values(), self.rules, prior)
         self._rename(conn, successors(prior, assignment), counts)
@@ -227,7 +252,11 @@ class IncidentStage:
         }
         stale = counts.touched - fresh.keys()
         categories = _categories(conn, rows, fresh)
-        counts.created = self._rebuild(conn, stale, fresh, categories)
+        arrived = {r.event_id for r in new}
+        brand_new = {
+            i for i, members in fresh.items() if all(r.event_id in arrived for r in members)
+        }
+        counts.created = self._rebuild(conn, stale, fresh, categories, brand_new)
         self._decide(conn, judged, counts)  # after the rebuild: a decision lands on the final ids
         return counts
 
@@ -252,7 +281,7 @@ class IncidentStage:
         counts.touched.update(incidents)
         return [
             _report(r, pinned=r["pinned"])
-            for r in _fetch(conn, _MEMBERS, {"ids": incidents})
+            for r in self._fetch(conn, _MEMBERS, {"ids": incidents})
             if not r["cancelled"]
         ]
 
@@ -279,7 +308,7 @@ class IncidentStage:
         counts.touched.update(incidents)
         return [
             _report(r, pinned=r["pinned"])
-            for r in _fetch(conn, _MEMBERS, {"ids": incidents})
+            for r in self._fetch(conn, _MEMBERS, {"ids": incidents})
             if not r["cancelled"]
         ]
 
@@ -309,13 +338,17 @@ class IncidentStage:
         spans = candidate_spans(self.rules, new)
         rows: list[dict[str, Any]] = []
         if spans:
-            params = {field: [getattr(span, field) for span in spans] for field in Span.__slots__}
-            rows = _fetch(conn, _CANDIDATES, params)
+            fields = ("status", "event_type", "start", "end")
+            params = {f: [getattr(span, f) for span in spans] for f in fields}
+            found = dict(conn.execute(_IN_SPANS, params).fetchall())
+            if found:
+                events = self._fetch(conn, _BY_ID, {"ids": list(found)})
+                rows = [r | {"incident_id": found[r["event_id"]]} for r in _in_boxes(events, spans)]
         if new:
             refs = [ref for r in new for ref in r.refs]
-            rows += _fetch(conn, _BY_REFS, {"refs": refs, "ids": [r.event_id for r in new]})
+            rows += self._fetch(conn, _BY_REFS, {"refs": refs, "ids": [r.event_id for r in new]})
         prior = {r["event_id"]: r["incident_id"] for r in rows}
-        return prior, [_report(r) for r in rows]
+        return prior, [_report(r, pinned=r.get("pinned", False)) for r in rows]
 
     def _rename(
         self,
@@ -349,14 +382,14 @@ class IncidentStage:
             with cur.copy(_COPY_REPORTS) as copy:
                 for r in joined:
                     copy.write_row(
-                        (r.event_id, assignment[r.event_id], r.status, r.event_type, r.observed_at)
-                    )
-            with cur.copy(
-                "COPY incident_timeline (incident_id, at, what, event_id) FROM STDIN"
-            ) as copy:
-                for r in joined:
-                    copy.write_row(
-                        (assignment[r.event_id], r.observed_at, "report_joined", r.event_id)
+                        (
+                            r.event_id,
+                            assignment[r.event_id],
+                            r.status,
+                            r.event_type,
+                            r.observed_at,
+                            r.pinned,
+                        )
                     )
             cur.executemany(
                 "UPDATE incident_report SET incident_id = %s WHERE event_id = %s", moved
@@ -368,14 +401,16 @@ class IncidentStage:
         stale: Iterable[uuid.UUID],
         fresh: dict[uuid.UUID, list[Report]],
         categories: dict[uuid.UUID, str],
+        brand_new: set[uuid.UUID],
     ) -> int:
         """Every touched incident's row from its live members: ``fresh`` ones from the members
-        in hand, ``stale`` ones (with stored members not fetched) from the store. Returns how
-        many incidents are new."""
+        in hand, ``stale`` ones (with stored members not fetched) from the store. ``brand_new``
+        incidents (all members arrived in this batch) cannot exist yet. Returns how many
+        incidents are new."""
         ids = sorted(stale)
         by_incident: defaultdict[uuid.UUID, list[dict[str, Any]]] = defaultdict(list)
         if ids:
-            for row in _fetch(conn, _MEMBERS, {"ids": ids}):
+            for row in self._fetch(conn, _MEMBERS, {"ids": ids}):
                 by_incident[row["incident_id"]].append(row)
         summaries, closed = [], []
         for incident in ids:
@@ -393,7 +428,64 @@ class IncidentStage:
                 " WHERE id = ANY(%s)",
                 (closed,),
             )
-        return _upsert(conn, [(s, _category(s, categories)) for s in summaries])
+        named = [(s, _category(s, categories)) for s in summaries]
+        return _write_rows(conn, named, self._areal, brand_new)
+
+
+def _in_boxes(rows: list[dict[str, Any]], spans: Sequence[Span]) -> list[dict[str, Any]]:
+    """The rows inside the box around the spans of their type (the time was the store's test;
+    one box per type keeps this linear, and a superset is all correlation needs)."""
+    boxes: dict[tuple[str, str], tuple[float, float, float, float]] = {}
+    for b in spans:
+        key = (b.status, b.event_type)
+        w, s, e, n = boxes.get(key, (b.west, b.south, b.east, b.north))
+        boxes[key] = (min(w, b.west), min(s, b.south), max(e, b.east), max(n, b.north))
+    out = []
+    for r in rows:
+        w, s, e, n = boxes[(r["status"], r["event_type"])]
+        if w <= r["lon"] <= e and s <= r["lat"] <= n:
+            out.append(r)
+    return out
+
+
+_ROW_KINDS = (*REPORT_KINDS, "cancel", "verification")
+_PLAIN_POINT_WKB = "0101000000"  # little-endian WKB, type 1 without Z/M/SRID flags
+
+
+def _frame_rows(batch: Batch) -> list[dict[str, Any]] | None:
+    """The rows ``_NEW`` would fetch, from the batch's frame, when every row was inserted and
+    every geometry is a plain 2D point (its representative point is then the point itself,
+    exactly as PostGIS gives it); None otherwise (the store is asked)."""
+    frame = batch.frame
+    if frame is None or not batch.all_new:
+        return None
+    if "geom_wkb" not in frame.columns or "lon" not in frame.columns:
+        return None
+    if not frame["geom_wkb"].str.starts_with(_PLAIN_POINT_WKB).all():
+        return None
+    picked = frame.filter(pl.col("kind").is_in(_ROW_KINDS)).sort(["partition", "offset"])
+    rows = picked.select(
+        "event_id", "event_type", "status", "observed_at", "lon", "lat", "community_id",
+        "reporter", "source_system", "severity", "certainty", "refs", "category", "kind",
+        "properties",
+    ).to_dicts()  # fmt: skip
+    for row in rows:
+        row["event_id"] = uuid.UUID(row["event_id"])
+        row["observed_at"] = datetime.fromisoformat(row["observed_at"])
+        row["refs"] = [uuid.UUID(ref) for ref in row["refs"][1:-1].split(",") if ref]
+        verdict = row["kind"] == "verification"
+        row["properties"] = orjson.loads(row["properties"]) if verdict else None
+        row["plain_point"] = True
+    return rows
+
+
+def _follow_pinned(new: list[Report], stored: Sequence[Report]) -> list[Report]:
+    """An update of a report an operator split out is pinned too: it joins that report's
+    incident (by its refs) and never anything else."""
+    pinned = {r.event_id for r in stored if r.pinned}
+    if not pinned:
+        return new
+    return [replace(r, pinned=True) if pinned.intersection(r.refs) else r for r in new]
 
 
 def _categories(
@@ -474,7 +566,7 @@ _CREATE_STAGE = """
 CREATE TEMP TABLE IF NOT EXISTS incident_stage (
     id uuid, status text, category text, event_type text, severity text, certainty text,
     verification text, sources int, reports int, communities text[], first_observed_at
-    timestamptz, last_observed_at timestamptz, members uuid[]
+    timestamptz, last_observed_at timestamptz, members uuid[], geom geometry
 ) ON COMMIT DELETE ROWS
 """
 
@@ -484,15 +576,16 @@ INSERT INTO incident AS i (id, status, state, category, event_type, severity, ce
     updated_seq)
 SELECT s.id, s.status, 'open', s.category, s.event_type, s.severity, s.certainty,
     s.verification, s.sources, s.reports, s.communities, s.first_observed_at,
-    s.last_observed_at, g.geom, nextval('incident_update_seq')
+    s.last_observed_at, coalesce(s.geom, g.geom), nextval('incident_update_seq')
 FROM incident_stage s
-CROSS JOIN LATERAL (
-    -- one report: its geometry; more: the hull (a line when all lie on one)
+LEFT JOIN LATERAL (
+    -- members with areas (the points' hull came from Python): one report, its geometry;
+    -- more, the hull of them all (a line when all lie on one)
     SELECT CASE WHEN cardinality(s.members) = 1
         THEN (SELECT e.geom FROM event e WHERE e.event_id = s.members[1])
         ELSE (SELECT ST_ConvexHull(ST_Collect(e.geom)) FROM event e
               WHERE e.event_id = ANY(s.members)) END
-) AS g(geom)
+) AS g(geom) ON s.geom IS NULL
 ORDER BY s.id
 ON CONFLICT (id) DO UPDATE SET
     state = 'open', category = EXCLUDED.category, event_type = EXCLUDED.event_type,
@@ -509,13 +602,18 @@ RETURNING (xmax = 0) AS created
 # status, event_type and observed_at repeat the event's: the candidate search then reads one
 # narrow index of live reports (``_CANDIDATES``) instead of the whole event history.
 _COPY_REPORTS = (
-    "COPY incident_report (event_id, incident_id, status, event_type, observed_at) FROM STDIN"
+    "COPY incident_report (event_id, incident_id, status, event_type, observed_at, pinned)"
+    " FROM STDIN"
 )
 
-_COPY_STAGE = (
-    "COPY incident_stage (id, status, category, event_type, severity, certainty, verification,"
-    " sources, reports, communities, first_observed_at, last_observed_at, members) FROM STDIN"
+_INCIDENT_COLUMNS = (
+    "id, status, category, event_type, severity, certainty, verification, sources, reports,"
+    " communities, first_observed_at, last_observed_at"
 )
+# updated_seq comes from the column's default (the sequence), state 'open' likewise.
+_COPY_INCIDENTS = f"COPY incident ({_INCIDENT_COLUMNS}, geom) FROM STDIN"
+
+_COPY_STAGE = f"COPY incident_stage ({_INCIDENT_COLUMNS}, members, geom) FROM STDIN"
 
 
 def _category(summary: IncidentSummary, categories: dict[uuid.UUID, str]) -> str:
@@ -523,31 +621,73 @@ def _category(summary: IncidentSummary, categories: dict[uuid.UUID, str]) -> str
     return next(categories[m] for m in summary.members if m in categories)
 
 
-def _upsert(conn: psycopg.Connection[Any], summaries: Sequence[tuple[IncidentSummary, str]]) -> int:
-    """All rows in one statement: staged by COPY, hulls computed by PostGIS; returns how many
-    incidents are new."""
+def _hulls(summaries: Sequence[tuple[IncidentSummary, str]], areal: set[uuid.UUID]) -> list[Any]:
+    """Each incident's geometry as hex WKB when its members are all 2D points (their point,
+    or their convex hull, as ST_ConvexHull gives it), else None (PostGIS builds it)."""
+    plain = [i for i, (s, _) in enumerate(summaries) if areal.isdisjoint(s.members)]
+    coords = [s.points for s, _ in (summaries[i] for i in plain)]
+    counts = np.fromiter((len(c) for c in coords), dtype=np.int64, count=len(coords))
+    flat = np.array([p for c in coords for p in c], dtype=float).reshape(-1, 2)
+    hulls = shapely.convex_hull(
+        shapely.multipoints(flat, indices=np.repeat(np.arange(len(coords)), counts))
+    )
+    out: list[Any] = [None] * len(summaries)
+    for i, wkb in zip(plain, shapely.to_wkb(hulls, hex=True), strict=True):
+        out[i] = wkb
+    return out
+
+
+def _write_rows(
+    conn: psycopg.Connection[Any],
+    summaries: Sequence[tuple[IncidentSummary, str]],
+    areal: set[uuid.UUID],
+    brand_new: set[uuid.UUID],
+) -> int:
+    """The incident rows: brand-new ones of plain points by COPY straight into the table (no
+    conflict is possible), the others staged by COPY and upserted in one statement (hulls
+    with areas by PostGIS). Returns how many incidents are new."""
     if not summaries:
         return 0
+    hulls = _hulls(summaries, areal)
+    direct = [
+        _row(s, category, hull)
+        for (s, category), hull in zip(summaries, hulls, strict=True)
+        if hull is not None and s.incident_id in brand_new
+    ]
+    staged = [
+        (*_row(s, category, None)[:-1], list(s.members), hull)
+        for (s, category), hull in zip(summaries, hulls, strict=True)
+        if hull is None or s.incident_id not in brand_new
+    ]
     with conn.cursor() as cur:
+        if direct:
+            with cur.copy(_COPY_INCIDENTS) as copy:
+                for row in direct:
+                    copy.write_row(row)
+        if not staged:
+            return len(direct)
         with cur.copy(_COPY_STAGE) as copy:
-            for s, category in summaries:
-                copy.write_row(
-                    (
-                        s.incident_id,
-                        s.status,
-                        category,
-                        s.event_type,
-                        s.severity,
-                        s.certainty,
-                        s.verification,
-                        s.sources,
-                        len(s.members),
-                        list(s.communities),
-                        s.first_observed_at,
-                        s.last_observed_at,
-                        list(s.members),
-                    )
-                )
+            for row in staged:
+                copy.write_row(row)
         created = cur.execute(_UPSERT).fetchall()
         cur.execute("TRUNCATE incident_stage")  # a second batch in one transaction starts empty
-    return sum(1 for (new,) in created if new)
+    return len(direct) + sum(1 for (new,) in created if new)
+
+
+def _row(s: IncidentSummary, category: str, hull: Any) -> tuple[Any, ...]:
+    """An incident row in the order of ``_COPY_INCIDENTS``."""
+    return (
+        s.incident_id,
+        s.status,
+        category,
+        s.event_type,
+        s.severity,
+        s.certainty,
+        s.verification,
+        s.sources,
+        len(s.members),
+        list(s.communities),
+        s.first_observed_at,
+        s.last_observed_at,
+        hull,
+    )

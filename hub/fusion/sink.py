@@ -180,7 +180,7 @@ class PostgresSink:
             # queue on that lock instead of deadlocking on each other's uncommitted cell rows.
             ensure_h3_cells(self.conn, new_cells)
             if stored:
-                batch = Batch()
+                batch = Batch(frame=frame, stored=stored)
                 for stage in self.stages:
                     stage.apply(self.conn, batch)
             cur.executemany(

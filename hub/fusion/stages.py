@@ -9,8 +9,9 @@ changes nothing). Stages run in order and share a ``Batch``:
    alert event (and notes its id in ``fusion_new``), which then takes part in correlation;
 2. incidents: reports joined into incidents (``hub.fusion.incidents``); notes the incidents it
    changed;
-3. risk: the risk of the grid cells those incidents touch, and of cells whose risk decays;
-4. resources: per-community stock and needs.
+3. warning flags: incidents with an alert are warnings, flagged to the communities near them;
+4. risk: the risk of the grid cells those incidents touch, and of cells whose risk decays;
+5. resources: per-community stock and needs.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import polars as pl
 import psycopg
 
 
@@ -26,7 +28,17 @@ import psycopg
 class Batch:
     """What the stages of one batch tell each other."""
 
+    # The decoded batch as it was stored (``hub.fusion.decode`` columns plus community and grid
+    # cell) and how many of its rows were new: when all were, a stage may read the batch from
+    # the frame instead of the store. None for callers that only name the rows in fusion_new.
+    frame: pl.DataFrame | None = None
+    stored: int = 0
     changed_incidents: set[uuid.UUID] = field(default_factory=set)  # rows rebuilt or closed
+
+    @property
+    def all_new(self) -> bool:
+        """Every row of the frame was inserted (none was a duplicate of a stored event)."""
+        return self.frame is not None and self.stored == self.frame.height
 
 
 class Stage(Protocol):

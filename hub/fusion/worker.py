@@ -27,9 +27,14 @@ from hub.fusion.dlq import DeadLetters
 from hub.fusion.incidents import IncidentStage
 from hub.fusion.metrics import FusionMetrics
 from hub.fusion.pipeline import Writer
+from hub.fusion.resources import ResourceStage
+from hub.fusion.risk import RiskConfig
+from hub.fusion.risk_stage import RiskStage
 from hub.fusion.rules import Rules
 from hub.fusion.sink import BatchCounts, PostgresSink, StoredOffset, partition_next_offsets
 from hub.fusion.stages import Stage
+from hub.fusion.thresholds import Thresholds
+from hub.fusion.warnings import ThresholdStage, WarningFlagStage
 from hub.settings import Settings
 from hub.store.communities import load_index
 from hub.store.db import connect
@@ -314,7 +319,13 @@ def build_stages(settings: Settings) -> list[Stage]:
     start, and every batch uses the same rules."""
     if not settings.fusion_incidents:
         return []
-    return [IncidentStage(Rules.load(settings.correlation_rules))]
+    return [
+        ThresholdStage(Thresholds.load(settings.thresholds)),
+        IncidentStage(Rules.load(settings.correlation_rules)),
+        WarningFlagStage(settings.neighbour_distance_m),
+        RiskStage(RiskConfig.load(settings.risk_rules)),
+        ResourceStage(),
+    ]
 
 
 def _fresh_index(settings: Settings) -> CommunityIndex:

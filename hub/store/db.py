@@ -21,11 +21,14 @@ from hub.settings import Settings, get_settings
 Purpose = Literal["authenticate", "audit"]
 
 
+# JIT off for every connection of the hub: its queries are short, but row-level security (the
+# API) and PostGIS functions (fusion's warning flags) inflate their estimated cost past
+# jit_above_cost, and compiling then took 15-350 ms of a query that runs in a few.
+NO_JIT = "-c jit=off"
+
+
 def _api_options(purpose: Purpose | None) -> str:
-    # JIT off: the API's queries are short, but row-level security inflates their estimated
-    # cost past jit_above_cost, and compiling then took 15-150 ms of a ~1 ms query.
-    options = "-c jit=off"
-    return options + (f" -c hub.purpose={purpose}" if purpose is not None else "")
+    return NO_JIT + (f" -c hub.purpose={purpose}" if purpose is not None else "")
 
 
 @lru_cache(maxsize=16)
@@ -38,7 +41,7 @@ def _engine(url: str, options: str | None = None) -> Engine:
 
 def get_engine(settings: Settings | None = None) -> Engine:
     """The owner's engine: not subject to row-level security."""
-    return _engine((settings or get_settings()).database_url)
+    return _engine((settings or get_settings()).database_url, NO_JIT)
 
 
 def api_engine(settings: Settings, purpose: Purpose | None = None) -> Engine:
@@ -70,6 +73,6 @@ def connect(
     the API role for ``api_purpose`` when one is given."""
     settings = settings or get_settings()
     if api_purpose is None:
-        return psycopg.connect(settings.sync_database_url, autocommit=autocommit)
+        return psycopg.connect(settings.sync_database_url, autocommit=autocommit, options=NO_JIT)
     options = _api_options(api_purpose)
     return psycopg.connect(settings.sync_api_db_url, autocommit=autocommit, options=options)

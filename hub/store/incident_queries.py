@@ -24,11 +24,13 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    case,
     cast,
     func,
     literal,
     select,
     true,
+    union_all,
 )
 from sqlalchemy.orm import Session
 from sqlmodel import SQLModel
@@ -172,7 +174,7 @@ def list_incidents(
 class IncidentDetail:
     incident: Row[Any]
     reports: Sequence[Row[Any]]  # the member events the caller may see, by observed_at
-    timeline: Sequence[Row[Any]]  # by at, then the order of recording
+    timeline: Sequence[Row[Any, Any, Any, Any]]  # (at, what, event_id, detail) by at, then order
 
 
 def get_incident(
@@ -186,7 +188,7 @@ def get_incident(
     ).first()
     if row is None:
         return None
-    e, r, t = EVENT.c, REPORT.c, TIMELINE.c
+    e, r = EVENT.c, REPORT.c
     members = visible.members
     report_columns = [
         r.event_id,
@@ -206,14 +208,46 @@ def get_incident(
         .where(r.incident_id == incident_id, members.where)
         .order_by(e.observed_at, r.event_id)
     ).all()
-    # An entry about an event out of the caller's reach keeps its place, without the event id.
-    timeline = session.execute(
-        select(t.at, t.what, e.event_id, cast(t.detail, Text).label("detail"))
+    return IncidentDetail(row, reports, _timeline(session, incident_id, members))
+
+
+def _timeline(
+    session: Session, incident_id: uuid.UUID, members: Visibility
+) -> Sequence[Row[Any, Any, Any, Any]]:
+    """What happened, in order: fusion's entries, and a "report_joined" per member at its
+    observed time (derived from the membership: fusion does not write a row per join). An
+    entry about an event out of the caller's reach keeps its place, without the event id."""
+    e, r, t = EVENT.c, REPORT.c, TIMELINE.c
+    written = (
+        select(
+            t.at,
+            t.what,
+            e.event_id,
+            cast(t.detail, Text).label("detail"),
+            literal(1).label("rank"),
+            t.id.label("id"),
+        )
         .select_from(TIMELINE.outerjoin(EVENT, and_(e.event_id == t.event_id, members.where)))
         .where(t.incident_id == incident_id)
-        .order_by(t.at, t.id)
+    )
+    joined = (
+        select(
+            e.observed_at.label("at"),
+            literal("report_joined").label("what"),
+            case((members.where, e.event_id), else_=None).label("event_id"),
+            literal("{}").label("detail"),
+            literal(0).label("rank"),
+            literal(0).label("id"),
+        )
+        .select_from(REPORT.join(EVENT, e.event_id == r.event_id))
+        .where(r.incident_id == incident_id)
+    )
+    both = union_all(written, joined).subquery()
+    return session.execute(
+        select(both.c.at, both.c.what, both.c.event_id, both.c.detail).order_by(
+            both.c.at, both.c.rank, both.c.id, both.c.event_id
+        )
     ).all()
-    return IncidentDetail(row, reports, timeline)
 
 
 def merged_into(

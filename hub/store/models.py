@@ -257,6 +257,7 @@ class RiskCell(SQLModel, table=True):
     __table_args__ = (
         CheckConstraint("level IN ('blue', 'yellow', 'orange', 'red')"),
         Index("risk_cell_geom_gist", "geom", postgresql_using="gist"),
+        Index("risk_cell_age", "status", "as_of"),  # fusion's decay: the oldest scores first
     )
 
     status: str = Field(sa_column=Column(Text, primary_key=True))

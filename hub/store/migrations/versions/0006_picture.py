@@ -49,6 +49,8 @@ def upgrade() -> None:
             ALTER COLUMN observed_at SET NOT NULL;
         CREATE INDEX incident_report_reach ON incident_report (status, event_type, observed_at)
             WHERE NOT cancelled AND NOT pinned;
+        -- fusion COPYs brand-new incidents straight into the table: the sequence by default
+        ALTER TABLE incident ALTER COLUMN updated_seq SET DEFAULT nextval('incident_update_seq');
 
         CREATE TABLE sensor_state (
             status      text NOT NULL,
@@ -83,6 +85,8 @@ def upgrade() -> None:
         );
         CREATE INDEX risk_cell_geom_gist ON risk_cell USING gist (geom);
         CREATE INDEX risk_cell_raised ON risk_cell (status, level) WHERE level <> 'blue';
+        -- fusion re-scores the cells of a picture whose score is oldest (decay)
+        CREATE INDEX risk_cell_age ON risk_cell (status, as_of);
         CREATE SEQUENCE risk_update_seq;
 
         CREATE TABLE resource_balance (
@@ -100,11 +104,17 @@ def upgrade() -> None:
         );
         CREATE INDEX resource_balance_type ON resource_balance (status, resource_type, direction);
         CREATE SEQUENCE resource_update_seq;
+        -- a balance's statements, latest first: the current one, or the one a cancel falls
+        -- back to, is one index range scan (only resource events are indexed)
+        CREATE INDEX event_resource_statement ON event (community_id, status,
+            (properties->>'resource_type'), (properties->>'unit'), (properties->>'direction'),
+            observed_at DESC, event_id DESC) WHERE kind = 'resource';
         """
     )
+    # Granted like every hub table, row-level security deciding; sensor_state has no policy, so
+    # the API role sees none of its rows (a sensor's level reaches the API in its warnings).
     for table in ("sensor_state", "picture_clock", "risk_cell", "resource_balance"):
         op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
-    for table in ("picture_clock", "risk_cell", "resource_balance"):
         op.execute(f"GRANT SELECT ON {table} TO {API_ROLE}")
     op.execute(
         f"""
@@ -146,8 +156,10 @@ def downgrade() -> None:
         """
         DROP TABLE resource_balance, risk_cell, picture_clock, sensor_state;
         DROP SEQUENCE resource_update_seq, risk_update_seq;
+        DROP INDEX event_resource_statement;
         DROP FUNCTION hub_sees_place(text, text, geometry);
         DROP INDEX incident_report_reach;
+        ALTER TABLE incident ALTER COLUMN updated_seq DROP DEFAULT;
         ALTER TABLE incident_report
             DROP COLUMN status, DROP COLUMN event_type, DROP COLUMN observed_at;
         """

@@ -1,0 +1,222 @@
+"""``POST /v1/incidents/{id}/verification`` and ``/split``: an operator's word on an incident.
+
+The API does not change incidents itself: fusion is their only writer (in the same transaction
+as the events and offsets, so a replay gives the same picture). A decision is an event of kind
+``verification`` in the log, with the principal as its reporter; fusion applies it in order
+with the reports (``hub.fusion.incidents.Decision``). The route produces that event, then waits
+a moment (``HUB_API_DECISION_WAIT_S``) for fusion to apply it: 200 with the result when it did,
+202 when it is in the log but not applied yet (it will be; resending is not needed).
+
+Who may decide: a principal with ``incidents:verify`` that sees the incident; a community only
+on incidents its own community reported (a neighbour may see, not rule on, another's incident).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Body, HTTPException, Path, Request, Security
+from pydantic import BaseModel, Field
+from shapely.geometry import mapping, shape
+from sqlalchemy import text
+from starlette.responses import JSONResponse, Response
+
+from geo.tiles import event_key
+from hub.api.deps import Access, SettingsDep, get_access
+from hub.api.errors import Conflict, Forbidden, NotFound, problem_responses
+from hub.api.events import NO_NUL
+from hub.api.geojson import absolute_url
+from hub.api.ingest import BrokerUnavailable, event_producer
+from hub.store import incident_queries
+from schemas.event import Event
+
+router = APIRouter(tags=["incidents"])
+
+VerifyAccess = Annotated[Access, Security(get_access, scopes=["incidents:verify"])]
+POLL_S = 0.1
+SOURCE_SYSTEM = "hub-api"
+
+
+class VerificationRequest(BaseModel):
+    decision: Literal["verified", "refuted"] = Field(
+        description="verified: confirmed; refuted: a rumour (it stays visible as refuted)"
+    )
+    reason: str = Field(min_length=1, max_length=1000, pattern=NO_NUL, description="why")
+
+
+class SplitRequest(BaseModel):
+    event_id: uuid.UUID = Field(description="the member report to take out of the incident")
+    reason: str = Field(min_length=1, max_length=1000, pattern=NO_NUL, description="why")
+
+
+class DecisionResult(BaseModel):
+    incident_id: uuid.UUID = Field(description="the incident decided on (its current id)")
+    decision: Literal["verified", "refuted", "split"]
+    event_id: uuid.UUID = Field(description="the verification event in the log")
+    applied: bool = Field(description="fusion applied it before this answer")
+    split_incident_id: uuid.UUID | None = Field(
+        default=None, description="split: the incident the report now forms on its own"
+    )
+
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {"model": DecisionResult, "description": "In the log; fusion applies it shortly"},
+    **problem_responses(400, 401, 403, 404, 409, 429, 503),
+}
+
+
+def _target(access: Access, incident_id: uuid.UUID) -> incident_queries.IncidentDetail:
+    """The incident (a merged id resolves to its survivor), if the caller may rule on it."""
+    found = incident_queries.get_incident(access.session, incident_id, access.incidents)
+    if found is None:
+        current = incident_queries.merged_into(access.session, incident_id, access.incidents)
+        if current is not None:
+            found = incident_queries.get_incident(access.session, current, access.incidents)
+    if found is None:
+        raise NotFound(f"no incident {incident_id}")
+    principal = access.principal
+    if principal.kind == "community" and principal.community_id not in found.incident.communities:
+        raise Forbidden(
+            f"community {principal.community_id!r} did not report this incident: only its "
+            "own communities, a department or an admin may rule on it"
+        )
+    return found
+
+
+def _event(access: Access, found: incident_queries.IncidentDetail, **properties: Any) -> Event:
+    """The verification event: at the incident's place, in its picture, by the principal."""
+    row = found.incident
+    point = shape(orjson.loads(row.geometry)).representative_point()
+    own = access.principal.community_id
+    return Event.model_validate(
+        {
+            "event_id": str(uuid.uuid4()),
+            "community_id": own if own in row.communities else row.communities[0],
+            "source": {
+                "system": SOURCE_SYSTEM,
+                "connector": "verification",
+                "reporter": access.principal.subject,
+            },
+            "kind": "verification",
+            "category": row.category,
+            "event_type": row.event_type,
+            "status": row.status,
+            "observed_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "geometry": mapping(point),
+            "properties": {"incident_id": str(row.id), **properties},
+        }
+    )
+
+
+def _publish(request: Request, settings: SettingsDep, event: Event) -> None:
+    try:
+        event_producer(request.app).send([(event_key(event, settings.tile_zoom), event.to_json())])
+    except BrokerUnavailable as exc:
+        retry_after = str(max(1, math.ceil(exc.retry_after_s)))
+        raise HTTPException(
+            503,
+            f"{exc}; the decision was not recorded (sending it again is safe)",
+            headers={"Retry-After": retry_after},
+        ) from None
+
+
+def _wait(seconds: float, applied: Callable[[], Any]) -> Any:
+    """``applied()``'s first truthy answer within ``seconds`` (each poll a fresh snapshot)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = applied()
+        if found or time.monotonic() >= deadline:
+            return found
+        time.sleep(POLL_S)
+
+
+def _answer(request: Request, settings: SettingsDep, result: DecisionResult) -> Response:
+    request.state.audit_rows = 1
+    here = request.app.url_path_for("get_incident", incident_id=str(result.incident_id))
+    return JSONResponse(
+        result.model_dump(mode="json"),
+        status_code=200 if result.applied else 202,
+        headers={"Location": absolute_url(request, settings, here)},
+    )
+
+
+@router.post(
+    "/v1/incidents/{incident_id}/verification",
+    name="verify_incident",
+    summary="Verify or refute an incident",
+    description="Records who decided, when and why. A refuted incident stays visible as a "
+    "refuted rumour, so that neighbours stop spreading it. Needs `incidents:verify`; a "
+    "community may rule only on incidents its own community reported. 200 when fusion applied "
+    "the decision before the answer, 202 when it is in the log and about to be applied.",
+    response_model=DecisionResult,
+    responses=_RESPONSES,
+)
+def verify_incident(
+    request: Request,
+    settings: SettingsDep,
+    access: VerifyAccess,
+    incident_id: Annotated[uuid.UUID, Path(description="the incident id")],
+    body: Annotated[VerificationRequest, Body()],
+) -> Response:
+    found = _target(access, incident_id)
+    event = _event(access, found, decision=body.decision, reason=body.reason)
+    _publish(request, settings, event)
+    seen = text("SELECT 1 FROM incident_timeline WHERE event_id = :id")
+    applied = _wait(
+        settings.api_decision_wait_s,
+        lambda: access.session.execute(seen, {"id": event.event_id}).first(),
+    )
+    result = DecisionResult(
+        incident_id=found.incident.id,
+        decision=body.decision,
+        event_id=event.event_id,
+        applied=applied is not None,
+    )
+    return _answer(request, settings, result)
+
+
+@router.post(
+    "/v1/incidents/{incident_id}/split",
+    name="split_incident",
+    summary="Take a wrongly merged report out of an incident",
+    description="The report becomes an incident of its own, and correlation never merges it "
+    "again; the incident it left is re-clustered from its other members. Needs "
+    "`incidents:verify`; a community may split only incidents its own community reported. "
+    "409 when the report is not a live member, is already split out, or is the only one.",
+    response_model=DecisionResult,
+    responses=_RESPONSES,
+)
+def split_incident(
+    request: Request,
+    settings: SettingsDep,
+    access: VerifyAccess,
+    incident_id: Annotated[uuid.UUID, Path(description="the incident id")],
+    body: Annotated[SplitRequest, Body()],
+) -> Response:
+    found = _target(access, incident_id)
+    live = [r for r in found.reports if not r.cancelled]
+    if body.event_id not in {r.event_id for r in live}:
+        raise Conflict(f"report {body.event_id} is not a live member of this incident")
+    if len(live) < 2:
+        raise Conflict("the report is the incident's only one: there is nothing to split")
+    event = _event(access, found, decision="split", event_id=str(body.event_id), reason=body.reason)
+    _publish(request, settings, event)
+    pinned = text("SELECT incident_id FROM incident_report WHERE event_id = :id AND pinned")
+    moved = _wait(
+        settings.api_decision_wait_s,
+        lambda: access.session.execute(pinned, {"id": body.event_id}).scalar_one_or_none(),
+    )
+    result = DecisionResult(
+        incident_id=found.incident.id,
+        decision="split",
+        event_id=event.event_id,
+        applied=moved is not None,
+        split_incident_id=moved,
+    )
+    return _answer(request, settings, result)

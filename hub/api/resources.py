@@ -1,0 +1,281 @@
+"""``/v1/resources``: communities' stock and needs (their latest ``resource`` statements) as
+GeoJSON; ``/v1/resources/matches``: each need with the nearest other communities' surplus.
+
+Conventions are those of ``/v1/events`` and ``/v1/incidents``: parameters parsed the same way,
+problem+json on bad input, paging by update sequence with a ``next`` link that keeps the
+filters, the caller's reach compiled into the query (``hub.store.resource_queries``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Security
+from pydantic import BaseModel, Field
+from sqlalchemy import Row
+
+from hub.api.deps import Access, SettingsDep, get_access
+from hub.api.errors import problem_responses
+from hub.api.events import decode_cursor, encode_cursor, text_param
+from hub.api.geojson import (
+    FeatureBase,
+    FeatureCollectionBase,
+    GeoJSONResponse,
+    JSONBytesResponse,
+    Link,
+    absolute_url,
+    dumps,
+    feature_page,
+    fragment,
+    link,
+)
+from hub.settings import Settings
+from hub.store import resource_queries
+from hub.store.resource_queries import (
+    BalanceFilter,
+    MatchFilter,
+    NeedMatches,
+    ResourceReach,
+    greedy_cover,
+)
+from schemas.event import Point, Status
+from schemas.resource import Direction
+
+router = APIRouter(tags=["resources"])
+
+ResourceAccess = Annotated[Access, Security(get_access, scopes=["resources:read"])]
+
+JSON_MEDIA_TYPE = "application/json"
+MAX_LIMIT = 1_000
+MAX_PER_NEED = 20
+MAX_DISTANCE_M = 1_000_000.0  # mutual aid within a region, not across a continent
+
+
+class BalanceFields(BaseModel):
+    community_id: str = Field(description="the community that stated it")
+    status: Status = Field(description="the picture: actual, or a drill (exercise, test)")
+    resource_type: str = Field(examples=["drinking_water", "sandbags", "volunteers"])
+    unit: str = Field(examples=["litre", "bag", "person"])
+    quantity: float = Field(ge=0, description="as stated by the latest live statement")
+    observed_at: datetime = Field(description="when the statement was made, UTC with Z")
+    event_id: uuid.UUID = Field(description="the resource event that stated it")
+
+
+class BalanceProperties(BalanceFields):
+    direction: Direction = Field(description="available (stock to lend) or needed")
+    updated_seq: int = Field(
+        description="grows whenever the balance changes; the order of the collection"
+    )
+
+
+class BalanceFeature(FeatureBase):
+    geometry: Point = Field(description="a point on the statement's geometry")
+    properties: BalanceProperties
+
+
+class BalanceCollection(FeatureCollectionBase):
+    features: list[BalanceFeature]
+    numberReturned: int
+
+
+class Offer(BaseModel):
+    community_id: str = Field(description="a community with surplus")
+    quantity: float = Field(gt=0, description="how much it has available")
+    observed_at: datetime = Field(description="when it stated it, UTC with Z")
+    event_id: uuid.UUID = Field(description="the resource event that stated it")
+    distance_m: float = Field(
+        ge=0, description="straight-line geodesic distance between the two points, metres"
+    )
+    covers: float = Field(
+        ge=0, description="how much of the need it would fill, filling nearest first"
+    )
+
+
+class NeedMatch(BalanceFields):
+    updated_seq: int = Field(description="the need's update sequence; the order of the page")
+    geometry: Point = Field(description="where the need is (a point on its statement)")
+    covered: float = Field(ge=0, description="the sum of the offers' covers")
+    shortfall: float = Field(ge=0, description="what the listed offers leave unfilled")
+    offers: list[Offer] = Field(
+        description="other communities' offers of the same resource type, unit and picture, "
+        "nearest first (ties by community id)"
+    )
+
+
+class MatchPage(BaseModel):
+    needs: list[NeedMatch]
+    numberReturned: int
+    links: list[Link] = Field(description="self, and next when more needs exist")
+
+
+# --- output ---------------------------------------------------------------------------------
+
+
+def balance_feature(row: Row[Any]) -> dict[str, Any]:
+    return {
+        "type": "Feature",
+        "geometry": fragment(row.geometry),
+        "properties": {
+            "community_id": row.community_id,
+            "status": row.status,
+            "resource_type": row.resource_type,
+            "unit": row.unit,
+            "direction": row.direction,
+            "quantity": row.quantity,
+            "observed_at": row.observed_at,  # UTC from the store; dumps() writes Z
+            "event_id": row.event_id,
+            "updated_seq": row.updated_seq,
+        },
+    }
+
+
+def need_match(found: NeedMatches) -> dict[str, Any]:
+    need = found.need
+    covers = greedy_cover(need.quantity, [o.offer_quantity for o in found.offers])
+    covered = sum(covers)
+    return {
+        "community_id": need.community_id,
+        "status": need.status,
+        "resource_type": need.resource_type,
+        "unit": need.unit,
+        "quantity": need.quantity,
+        "observed_at": need.observed_at,
+        "event_id": need.event_id,
+        "updated_seq": need.updated_seq,
+        "geometry": fragment(need.geometry),
+        "covered": covered,
+        "shortfall": max(need.quantity - covered, 0.0),
+        "offers": [
+            {
+                "community_id": o.offer_community_id,
+                "quantity": o.offer_quantity,
+                "observed_at": o.offer_observed_at,
+                "event_id": o.offer_event_id,
+                "distance_m": round(o.distance_m, 1),
+                "covers": cover,
+            }
+            for o, cover in zip(found.offers, covers, strict=True)
+        ],
+    }
+
+
+def page_links(
+    request: Request, settings: Settings, cursor: str | None, next_cursor: str | None
+) -> list[dict[str, str]]:
+    """``self`` and, when more needs exist, ``next``; both keep every other parameter."""
+    path = request.app.url_path_for("match_resources")
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
+
+    def href(at: str | None) -> str:
+        return absolute_url(request, settings, path, kept + ([("cursor", at)] if at else []))
+
+    links = [link("self", href(cursor), JSON_MEDIA_TYPE)]
+    if next_cursor is not None:
+        links.append(link("next", href(next_cursor), JSON_MEDIA_TYPE))
+    return links
+
+
+# --- endpoints ------------------------------------------------------------------------------
+
+StatusParam = Annotated[
+    Status, Query(description="the picture: actual, or the drills (exercise, test) when asked")
+]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="page size")]
+Cursor = Annotated[str | None, Query(description="opaque; from a next link")]
+ResourceTypeParam = Annotated[str | None, text_param("resource type code, e.g. drinking_water")]
+
+
+@router.get(
+    "/v1/resources",
+    name="list_resources",
+    summary="Communities' stock and needs as a GeoJSON FeatureCollection",
+    description="One feature per community, picture, resource type, unit and direction: the "
+    "quantity of the community's latest live `resource` statement, at a point of its "
+    "geometry. Ordered by `updated_seq`, which grows whenever a balance changes (a balance "
+    "whose statements were all withdrawn disappears). Follow the `next` link to page; it "
+    "keeps the filters. Every principal sees every community's real stock and needs (mutual "
+    "aid is shared; a department those of the communities its jurisdiction touches), a "
+    "community its own drills too. `status` defaults to `actual`.",
+    response_class=GeoJSONResponse,
+    response_model=BalanceCollection,
+    responses=problem_responses(400, 401, 403, 429, 500),
+)
+def list_resources(
+    request: Request,
+    settings: SettingsDep,
+    access: ResourceAccess,
+    status: StatusParam = "actual",
+    community: Annotated[str | None, text_param("community id, exact; URL-encoded")] = None,
+    resource_type: ResourceTypeParam = None,
+    direction: Annotated[Direction | None, Query(description="available or needed")] = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> GeoJSONResponse:
+    after = decode_cursor(cursor) if cursor is not None else None
+    filters = BalanceFilter(status, community, resource_type, direction)
+    reach = ResourceReach.of(access.principal)
+    rows, more = resource_queries.list_balances(
+        access.session, filters, reach, after_seq=after, limit=limit
+    )
+    next_cursor = encode_cursor(rows[-1].updated_seq) if more else None
+    features = [balance_feature(r) for r in rows]
+    return feature_page(request, settings, "list_resources", features, cursor, next_cursor)
+
+
+@router.get(
+    "/v1/resources/matches",
+    name="match_resources",
+    summary="Each need with the nearest other communities' surplus",
+    description="For each need (a `needed` balance with quantity > 0) the caller may see, "
+    "the offers (`available`, quantity > 0) of the same picture, resource type and unit from "
+    "other communities, nearest first by straight-line geodesic distance between the two "
+    "balances' points (roads are out of scope), at most `per_need`, optionally within "
+    "`max_distance_m`. `covers` fills the need greedily, nearest first, so the covers add up "
+    "to the smaller of the need and the offers' sum. A community's own needs by default; "
+    "other principals see every need they may see. Needs are ordered by `updated_seq`; "
+    "follow the `next` link to page.",
+    response_class=JSONBytesResponse,
+    response_model=MatchPage,
+    responses=problem_responses(400, 401, 403, 429, 500),
+)
+def match_resources(
+    request: Request,
+    settings: SettingsDep,
+    access: ResourceAccess,
+    status: StatusParam = "actual",
+    community: Annotated[
+        str | None,
+        text_param("the needing community; a community principal's own by default"),
+    ] = None,
+    resource_type: ResourceTypeParam = None,
+    per_need: Annotated[int, Query(ge=1, le=MAX_PER_NEED, description="most offers per need")] = 3,
+    max_distance_m: Annotated[
+        float | None,
+        Query(
+            gt=0,
+            le=MAX_DISTANCE_M,
+            allow_inf_nan=False,
+            description="only offers within this distance, metres",
+        ),
+    ] = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> JSONBytesResponse:
+    principal = access.principal
+    if community is None and principal.kind == "community":
+        community = principal.community_id
+    after = decode_cursor(cursor) if cursor is not None else None
+    filters = MatchFilter(status, community, resource_type, per_need, max_distance_m)
+    found, more = resource_queries.list_matches(
+        access.session, filters, ResourceReach.of(principal), after_seq=after, limit=limit
+    )
+    next_cursor = encode_cursor(found[-1].need.updated_seq) if more else None
+    request.state.audit_rows = len(found)
+    body = {
+        "needs": [need_match(f) for f in found],
+        "numberReturned": len(found),
+        "links": page_links(request, settings, cursor, next_cursor),
+    }
+    return JSONBytesResponse(dumps(body))

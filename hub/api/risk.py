@@ -1,0 +1,163 @@
+"""``/v1/risk``: the risk of the grid cells as GeoJSON (each cell's polygon, score, four-colour
+level), filtered, paged by update sequence.
+
+Conventions are those of ``/v1/events`` and ``/v1/incidents``: parameters parsed by the same
+helpers, problem+json on bad input, a ``next`` link that keeps the filters, the caller's reach
+compiled into the query (``hub.store.risk_queries.place_policy``; row-level security is the
+second wall).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Security
+from pydantic import BaseModel, Field
+from sqlalchemy import Row
+
+from hub.api.deps import Access, SettingsDep, ZoneCache, get_access
+from hub.api.errors import problem_responses
+from hub.api.events import decode_cursor, encode_cursor, parse_bbox, text_param
+from hub.api.geojson import (
+    FeatureBase,
+    FeatureCollectionBase,
+    GeoJSONResponse,
+    feature_page,
+    fragment,
+)
+from hub.auth.policy import neighbour_zone
+from hub.fusion.risk import Level
+from hub.settings import Settings
+from hub.store import risk_queries
+from hub.store.risk_queries import RiskFilter
+from schemas.event import MultiPolygon, Status
+
+router = APIRouter(tags=["risk"])
+
+RiskAccess = Annotated[Access, Security(get_access, scopes=["risk:read"])]
+
+MAX_LIMIT = 10_000  # a city has a few thousand cells: one page can hold them all
+SCORE_DECIMALS = 2  # the lowest threshold a deployment would set is around 0.1
+
+
+class RiskProperties(BaseModel):
+    status: Status = Field(description="the picture: actual, or a drill (exercise, test)")
+    grid_cell: str = Field(
+        description="`<community_id>/<code>` (a community's own unit grid) or `h3/<index>`",
+        examples=["Mission/M-07", "h3/892830828cbffff"],
+    )
+    community_id: str | None = Field(
+        description="the cell's community: its owner, or for an H3 cell the community most of "
+        "its reports come from"
+    )
+    score: float = Field(
+        description="the sum of its open incidents' weights (severity x certainty x "
+        "verification, halved every half-life of the event type), rounded to 2 decimals"
+    )
+    level: Level = Field(description="four colours; a level falls only well below its threshold")
+    level_since: datetime = Field(description="when the cell reached its level (picture time)")
+    incidents: int = Field(description="the open incidents that count in the cell")
+    as_of: datetime = Field(
+        description="the picture time the score is computed for (the latest observed_at fused)"
+    )
+    updated_seq: int = Field(description="grows whenever the cell is re-scored; the order")
+
+
+class RiskFeature(FeatureBase):
+    id: str = Field(description="the grid cell")
+    geometry: MultiPolygon = Field(description="the cell's polygon")
+    properties: RiskProperties
+
+
+class RiskCollection(FeatureCollectionBase):
+    features: list[RiskFeature]
+    numberReturned: int
+
+
+def risk_feature(row: Row[Any]) -> dict[str, Any]:
+    return {
+        "type": "Feature",
+        "id": row.grid_cell,
+        "geometry": fragment(row.geometry),
+        "properties": {
+            "status": row.status,
+            "grid_cell": row.grid_cell,
+            "community_id": row.community_id,
+            "score": round(row.score, SCORE_DECIMALS),
+            "level": row.level,
+            # datetimes in UTC from the store; dumps() writes them with Z
+            "level_since": row.level_since,
+            "incidents": row.incidents,
+            "as_of": row.as_of,
+            "updated_seq": row.updated_seq,
+        },
+    }
+
+
+def _zone(request: Request, access: Access, settings: Settings) -> bytes | None:
+    """A community's neighbour zone, from the cache ``get_access`` has just filled."""
+    principal = access.principal
+    if principal.kind != "community" or principal.community_id is None:
+        return None
+    zones: ZoneCache = request.app.state.zones
+    distance = settings.neighbour_distance_m
+    found, zone = zones.cached(principal.community_id, distance)
+    if found:
+        return zone
+    return neighbour_zone(access.session, principal.community_id, distance)
+
+
+@router.get(
+    "/v1/risk",
+    name="list_risk",
+    summary="Risk per grid cell as a GeoJSON FeatureCollection",
+    description="Each grid cell with open incidents, as its polygon with a score and a level "
+    "(blue, yellow, orange, red). Scores decay on the picture's own clock (event time), and a "
+    "level falls only when the score is well below its threshold (hysteresis), so the map "
+    "does not flicker. Blue cells are left out unless `min_level=blue`. Ordered by "
+    "`updated_seq`, which grows whenever a cell is re-scored: a cell that changes while a "
+    "client pages moves to the end, so it is seen again, never skipped. Follow the `next` "
+    "link to page; it keeps the filters. A community sees its own cells and the real "
+    "(`actual`) risk near its boundary; a department its jurisdiction; an analyst everything. "
+    "`status` defaults to `actual`: drills (`exercise`, `test`) have a picture of their own.",
+    response_class=GeoJSONResponse,
+    response_model=RiskCollection,
+    responses=problem_responses(400, 401, 403, 429, 500),
+)
+def list_risk(
+    request: Request,
+    settings: SettingsDep,
+    access: RiskAccess,
+    status: Annotated[
+        Status,
+        Query(description="the picture: actual, or the drills (exercise, test) when asked"),
+    ] = "actual",
+    bbox: Annotated[
+        str | None,
+        Query(
+            description="minLon,minLat,maxLon,maxLat (WGS84); cells that intersect it",
+            examples=["-122.42,37.77,-122.40,37.79"],
+        ),
+    ] = None,
+    community: Annotated[str | None, text_param("community id, exact; URL-encoded")] = None,
+    min_level: Annotated[
+        Level, Query(description="the lowest level listed; blue lists every stored cell")
+    ] = "yellow",
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="page size")] = 100,
+    cursor: Annotated[str | None, Query(description="opaque; from a next link")] = None,
+) -> GeoJSONResponse:
+    filters = RiskFilter(
+        status=status,
+        bbox=parse_bbox(bbox) if bbox is not None else None,
+        community=community,
+        min_level=min_level,
+    )
+    after = decode_cursor(cursor) if cursor is not None else None
+    visible = risk_queries.place_policy(access.principal, _zone(request, access, settings))
+    rows, more = risk_queries.list_risk_cells(
+        access.session, filters, after_seq=after, limit=limit, visible=visible
+    )
+    next_cursor = encode_cursor(rows[-1].updated_seq) if more else None
+    features = [risk_feature(r) for r in rows]
+    return feature_page(request, settings, "list_risk", features, cursor, next_cursor)

@@ -1,0 +1,138 @@
+"""``/v1/warnings``: the open warning incidents (a sensor crossed a threshold, or an alert was
+received) as GeoJSON, with the neighbouring communities each is flagged to.
+
+A warning is an incident (``/v1/incidents``): the same scope, reach, parameters parsed the same
+way, features with the incident's properties, paging by update sequence; plus ``neighbours``,
+``flagged_to_caller`` and ``level``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import Field
+
+from hub.api.deps import SettingsDep
+from hub.api.errors import problem_responses
+from hub.api.events import (
+    ReadAccess,
+    decode_cursor,
+    encode_cursor,
+    parse_bbox,
+    parse_rfc3339,
+    text_param,
+)
+from hub.api.geojson import FeatureCollectionBase, GeoJSONResponse, feature_page
+from hub.api.incidents import (
+    MAX_LIMIT,
+    IncidentFeature,
+    IncidentProperties,
+    incident_feature,
+)
+from hub.store import warning_queries
+from hub.store.warning_queries import WarningFilter, WarningRow
+from schemas.event import Status
+
+router = APIRouter(tags=["warnings"])
+
+Level = Literal["yellow", "orange", "red"]
+
+
+class WarningProperties(IncidentProperties):
+    neighbours: list[str] = Field(
+        description="the communities it is flagged to: not among its own, with their area "
+        "within the neighbour distance (default 2 km, geodesic) of it"
+    )
+    flagged_to_caller: bool = Field(description="the caller is a community among `neighbours`")
+    level: Level | None = Field(
+        description="the highest threshold level among its sensor warnings the caller may see; "
+        "null when it has none (a received alert, not a sensor's crossing)"
+    )
+
+
+class WarningFeature(IncidentFeature):
+    properties: WarningProperties
+
+
+class WarningCollection(FeatureCollectionBase):
+    features: list[WarningFeature]
+    numberReturned: int
+
+
+def warning_filter(
+    status: Annotated[
+        Status,
+        Query(description="the picture: actual, or the drills (exercise, test) when asked"),
+    ] = "actual",
+    bbox: Annotated[
+        str | None,
+        Query(
+            description="minLon,minLat,maxLon,maxLat (WGS84); warnings whose geometry "
+            "intersects it",
+            examples=["-122.42,37.77,-122.40,37.79"],
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        Query(
+            description="last_observed_at >= since; RFC 3339 with an offset",
+            examples=["2018-12-01T00:00:00-08:00"],
+        ),
+    ] = None,
+    community: Annotated[
+        str | None,
+        text_param("community id, exact: the warnings in that community or flagged to it"),
+    ] = None,
+) -> WarningFilter:
+    return WarningFilter(
+        status=status,
+        bbox=parse_bbox(bbox) if bbox is not None else None,
+        since=parse_rfc3339("since", since) if since is not None else None,
+        community=community,
+    )
+
+
+def warning_feature(warning: WarningRow, caller_community: str | None) -> dict[str, Any]:
+    feature = incident_feature(warning.incident)
+    feature["properties"] |= {
+        "neighbours": warning.neighbours,
+        "flagged_to_caller": caller_community is not None
+        and caller_community in warning.neighbours,
+        "level": warning.level,
+    }
+    return feature
+
+
+@router.get(
+    "/v1/warnings",
+    name="list_warnings",
+    summary="Open warnings as a GeoJSON FeatureCollection",
+    description="Open incidents with a warning among their live reports: a sensor reading that "
+    "crossed its threshold (`level`: yellow, orange, red), or a received alert. A warning near "
+    "a community boundary is flagged to the neighbouring communities (`neighbours`); a "
+    "community sees the real warnings flagged to it (`flagged_to_caller`). Ordered by "
+    "`updated_seq` like `/v1/incidents`; follow the `next` link to page (it keeps the "
+    "filters). Filters combine with AND, and with the caller's reach. `status` defaults to "
+    "`actual`: drill warnings are listed only when asked for.",
+    response_class=GeoJSONResponse,
+    response_model=WarningCollection,
+    responses=problem_responses(400, 401, 403, 429, 500),
+)
+def list_warnings(
+    request: Request,
+    settings: SettingsDep,
+    access: ReadAccess,
+    filters: Annotated[WarningFilter, Depends(warning_filter)],
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="page size")] = 100,
+    cursor: Annotated[str | None, Query(description="opaque; from a next link")] = None,
+) -> GeoJSONResponse:
+    after = decode_cursor(cursor) if cursor is not None else None
+    rows, more = warning_queries.list_warnings(
+        access.session, filters, after_seq=after, limit=limit, visible=access.incidents
+    )
+    next_cursor = encode_cursor(rows[-1].incident.updated_seq) if more else None
+    principal = access.principal
+    caller = principal.community_id if principal.kind == "community" else None
+    features = [warning_feature(w, caller) for w in rows]
+    return feature_page(request, settings, "list_warnings", features, cursor, next_cursor)
