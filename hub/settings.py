@@ -78,9 +78,9 @@ class Settings(BaseSettings):
 
     # Fusion worker
     fusion_incidents: bool = Field(
-        False,
-        description="correlate reports into incidents in fusion's transaction (being built: "
-        "off by default until it keeps fusion within its ingest targets)",
+        True,
+        description="build the shared picture in fusion's transaction: incidents, warnings, "
+        "risk per grid cell, resources (off: events only, the walking skeleton)",
     )
     correlation_rules: Path | None = Field(
         None, description="rules of incident correlation (TOML); default config/correlation.toml"

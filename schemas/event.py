@@ -53,6 +53,9 @@ Certainty = Literal["Observed", "Likely", "Possible", "Unlikely", "Unknown"]
 Status = Literal["actual", "exercise", "test"]
 
 KINDS: tuple[str, ...] = get_args(Kind)
+# The source of every ``verification`` event fusion applies: the hub API's decision routes,
+# which check who may rule (POST /v1/incidents/{id}/verification and /split).
+DECISION_SOURCE = ("hub-api", "verification")  # (source.system, source.connector)
 CATEGORIES: tuple[str, ...] = get_args(Category)
 SEVERITIES: tuple[str, ...] = get_args(Severity)
 

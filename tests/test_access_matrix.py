@@ -32,7 +32,7 @@ from hub.bench.workload import Incident, sf_incidents
 from hub.bus.kafka import ensure_topics
 from hub.settings import Settings
 from hub.store.db import connect
-from tests.auth_helpers import LOOPBACK_PEER, register, token_for
+from tests.auth_helpers import LOOPBACK_PEER, parts, register, token_for
 from tests.conftest import DATA
 
 OWN, JURISDICTION = "Mission", "Tenderloin"
@@ -339,16 +339,50 @@ def _others(tally: Tally, c: Caller, callers: list[Caller]) -> None:
     tally.check(c, "GET /v1/audit (another's)", admin, r.status_code, expected)
 
 
+# The picture's endpoints by the scope each needs (their rows' reach has tests of its own:
+# test_incidents_api, test_warnings, test_risk_pipeline, test_resources, test_decisions).
+_SCOPED = (
+    ("GET", "/v1/warnings", "incidents:read", 200),
+    ("GET", "/v1/risk", "risk:read", 200),
+    ("GET", "/v1/resources", "resources:read", 200),
+    ("GET", "/v1/resources/matches", "resources:read", 200),
+    ("POST", f"/v1/incidents/{uuid.uuid4()}/verification", "incidents:verify", 404),
+    ("POST", f"/v1/incidents/{uuid.uuid4()}/split", "incidents:verify", 404),
+)
+_BODIES = {
+    "verification": {"decision": "verified", "reason": "matrix"},
+    "split": {"event_id": str(uuid.uuid4()), "reason": "matrix"},
+}
+
+
+def _scoped(tally: Tally, c: Caller) -> None:
+    scopes = _scopes(c)
+    for method, path, scope, answer in _SCOPED:
+        body = _BODIES.get(path.rsplit("/", 1)[-1])
+        r = c.http.request(method, path, json=body)
+        denied = _denied(c, scope in scopes)
+        tally.check(c, f"{method} {path.split('/')[2]}..", scope in scopes and answer == 200,
+                    r.status_code, denied or answer)  # fmt: skip
+
+
+def _scopes(c: Caller) -> set[str]:
+    if c.kind is None:
+        return set()
+    token = c.http.headers["Authorization"].split()[1]
+    return set(parts(token)[1]["scope"].split())  # what the token was granted
+
+
 def test_access_matrix(callers: list[Caller], objects: dict[str, Obj]) -> None:
     tally = Tally()
     for c in callers:
         _reads(tally, c, objects)
         _writes(tally, c, objects)
         _others(tally, c, callers)
+        _scoped(tally, c)
     print(f"access matrix: {tally.cells} cells, unauthorised 2xx = {tally.unauthorised_2xx}")
     assert tally.unauthorised_2xx == 0, tally.failures
     assert tally.failures == []
-    assert tally.cells >= 7 * 11
+    assert tally.cells >= 7 * (11 + len(_SCOPED))
 
 
 def test_public_endpoints_need_no_token(callers: list[Caller]) -> None:

@@ -23,6 +23,7 @@ from shapely.geometry import Point, shape
 
 from hub.bench.fusion_quality import generate, true_incidents
 from hub.fusion.correlate import Report, cluster, source_key
+from hub.fusion.incidents import copy_text
 from hub.fusion.rules import Rules
 from hub.settings import Settings
 from hub.store.db import connect
@@ -287,6 +288,11 @@ def test_verify_refute_and_a_sticky_split(
             decision(rumoured, "refuted", west, WEST, reason="no smoke seen by patrol"),
         ],
     )
+    # A decision sent to the topic by anyone but the hub's API (as a connector could) is
+    # stored as sent and changes nothing.
+    forged = decision(fire, "refuted", west, WEST, reason="forged")
+    forged["source"] = {"system": "community-app", "connector": "test", "reporter": "mallory"}
+    run(hub_settings, [forged])
     found = incidents_of(hub_settings, [a, rumour])
     assert found[a["event_id"]]["verification"] == "verified"
     assert found[a["event_id"]]["decided_by"] == "officer-7"
@@ -311,3 +317,18 @@ def test_verify_refute_and_a_sticky_split(
     found = incidents_of(hub_settings, [a, b, update])
     assert found[update["event_id"]]["id"] == found[b["event_id"]]["id"]
     assert found[b["event_id"]]["reports"] == 2 and found[a["event_id"]]["reports"] == 2
+
+
+def test_copy_text_round_trips_awkward_values(hub_settings: Settings) -> None:
+    awkward = ['Castro/Upper "Market"', "back\\slash", "tab\there", "line\nbreak", "é,{x}"]
+    row = (uuid.uuid4(), awkward[0], None, True, 1.5, T0, awkward)
+    with connect(hub_settings) as conn, conn.transaction(force_rollback=True):
+        conn.execute(
+            "CREATE TEMP TABLE t (id uuid, a text, b text, c bool, d float8, e timestamptz,"
+            " f text[])"
+        )
+        with conn.cursor() as cur, cur.copy("COPY t FROM STDIN") as copy:
+            copy.write(copy_text([row, (uuid.uuid4(), *awkward[1:3], False, -2, T0, [])]))
+        got = conn.execute("SELECT * FROM t ORDER BY c DESC").fetchall()
+    assert got[0] == (*row[:-1], awkward)
+    assert got[1][1:5] == (awkward[1], awkward[2], False, -2.0) and got[1][6] == []

@@ -205,6 +205,18 @@ def test_nothing_allowed_is_a_403(no_broker_http: TestClient, callers: Callers) 
     assert [e["status"] for e in body["errors"]] == [403, 403]
 
 
+def test_verification_events_are_refused_even_for_an_admin(
+    no_broker_http: TestClient, callers: Callers
+) -> None:
+    # A decision needs its route (who may rule is checked there); posted as an event it would
+    # let any community refute any incident under any name.
+    forged = event(kind="verification", properties={"decision": "refuted", "incident_id": "x"})
+    for caller in (callers.community, callers.admin):
+        response = no_broker_http.post("/v1/events", json=[forged], headers=bearer(caller))
+        body = assert_problem(response, 403, "POST /v1/incidents/{id}/verification")
+        assert body["errors"][0]["errors"][0]["pointer"] == "/0/kind"
+
+
 @pytest.mark.parametrize(
     ("content", "detail"),
     [

@@ -34,13 +34,12 @@ from hub.api.events import NO_NUL
 from hub.api.geojson import absolute_url
 from hub.api.ingest import BrokerUnavailable, event_producer
 from hub.store import incident_queries
-from schemas.event import Event
+from schemas.event import DECISION_SOURCE, Event
 
 router = APIRouter(tags=["incidents"])
 
 VerifyAccess = Annotated[Access, Security(get_access, scopes=["incidents:verify"])]
 POLL_S = 0.1
-SOURCE_SYSTEM = "hub-api"
 
 
 class VerificationRequest(BaseModel):
@@ -99,8 +98,8 @@ def _event(access: Access, found: incident_queries.IncidentDetail, **properties:
             "event_id": str(uuid.uuid4()),
             "community_id": own if own in row.communities else row.communities[0],
             "source": {
-                "system": SOURCE_SYSTEM,
-                "connector": "verification",
+                "system": DECISION_SOURCE[0],
+                "connector": DECISION_SOURCE[1],
                 "reporter": access.principal.subject,
             },
             "kind": "verification",

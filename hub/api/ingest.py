@@ -152,6 +152,13 @@ def check_item(index: int, item: Any, principal: Principal) -> Event | RejectedE
         pointer = _pointer(index, item, ("geometry", "coordinates"))
         mixed = "positions mix 2 and 3 coordinates; give every position of a geometry the same"
         return _refused(index, event, 400, pointer, mixed, f"{pointer}: {mixed}")
+    if event.kind == "verification":
+        pointer = _pointer(index, item, ("kind",))
+        own = (
+            "verification events are the hub's own record of a decision: use POST "
+            "/v1/incidents/{id}/verification or /split, which check who may rule"
+        )
+        return _refused(index, event, 403, pointer, own, own)
     refusal = write_refusal(principal, event.community_id)
     if refusal is not None:
         pointer = _pointer(index, item, ("community_id",))

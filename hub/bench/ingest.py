@@ -352,7 +352,9 @@ def run_ingest(opts: IngestOptions, base: Settings, console: Console) -> dict[st
     seed, started, machine = secrets.randbits(48), datetime.now(UTC), machine_info()
     keep_logs = opts.keep
     try:
-        with bench_env(base, env_opts) as settings, progress_bars(console) as progress:
+        # The skeleton's figures: events only (``hub bench fusion`` measures the picture).
+        skeleton = base.model_copy(update={"fusion_incidents": False})
+        with bench_env(skeleton, env_opts) as settings, progress_bars(console) as progress:
             store = Store(settings)
             try:
                 phases = _phases(Run(settings, store, progress, seed, tag), opts, work_dir)

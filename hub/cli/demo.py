@@ -9,7 +9,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -18,6 +18,9 @@ from rich.live import Live
 from hub import logs
 from hub.settings import Settings, get_settings
 
+if TYPE_CHECKING:
+    from hub.demo.clients import DemoClient
+
 
 def register(app: typer.Typer) -> None:
     app.command(name="demo", help=DEMO_HELP)(demo)
@@ -25,9 +28,13 @@ def register(app: typer.Typer) -> None:
 
 DEMO_HELP = (
     "Replay December 2018's real SFPD incident reports through one CSV connector per SF "
-    "neighbourhood (41 communities) into Kafka; fusion stores them in PostGIS; the API serves "
-    "them. Shows a live view, then a summary per community and the URLs to open. Without "
-    "--once the stack keeps running until Ctrl-C, then what the demo started is stopped."
+    "neighbourhood (41 communities) into Kafka; fusion stores them in PostGIS and fuses them "
+    "into incidents, warnings and risk per grid cell; the API serves them. Then a scripted "
+    "scenario through the API (synthetic gauge readings and reports at real places): a flood "
+    "along Mission Creek across two communities, and a rumour a department refutes. Shows a "
+    "live view, a summary per community, the incidents, risk colours, warnings, the scenario, "
+    "an SVG map (<state dir>/demo/picture.svg) and the URLs to open. Without --once the stack "
+    "keeps running until Ctrl-C, then what the demo started is stopped."
 )
 
 
@@ -44,16 +51,23 @@ def demo(
     from hub.stack import local
 
     logs.configure(log_level)
-    settings = get_settings()
+    # The picture's stages (incidents, warnings, risk) on, whatever the default.
+    settings = get_settings().model_copy(update={"fusion_incidents": True})
     out = Console(stderr=as_json)  # with --json, stdout carries only the JSON line
     with out.status("starting the local stack (broker, migrations, fusion, API)..."):
         started = _start_stack(settings)
     try:
         summary = _replay(settings, out)
-        summary["clients"] = _clients(settings)
+        made = _register_clients(settings)
+        summary["clients"] = _clients(settings, made)
+        analyst = next(c for c in made if c.kind == "analyst")
+        with out.status("the scenario (a flood, a rumour) through the API, then the picture..."):
+            summary["scenario"] = _scenario(settings, analyst)
+            summary |= _picture(settings, analyst)
         out.print(_summary_renderables(summary))
         out.print(local_urls_table(settings))
         _print_clients(out, summary["clients"])
+        _print_picture(out, summary, settings, analyst)
         ok = _check_totals(summary, out)
         if as_json:
             print(json.dumps(summary, separators=(",", ":")), flush=True)
@@ -125,15 +139,58 @@ def _replay(settings: Settings, out: Console) -> dict[str, Any]:
     return r.summarise(settings, reports, delta, per_before, started_at)
 
 
-def _clients(settings: Settings) -> list[dict[str, Any]]:
-    """One client per principal kind, and what each sees through the running API."""
+def _register_clients(settings: Settings) -> list[DemoClient]:
+    from hub.demo.clients import register_demo_clients
+
+    return register_demo_clients(settings)
+
+
+def _clients(settings: Settings, made: list[DemoClient]) -> list[dict[str, Any]]:
+    """What each client (one per principal kind) sees through the running API."""
     from dataclasses import asdict
 
-    from hub.demo.clients import register_demo_clients, what_each_sees
+    from hub.demo.clients import what_each_sees
 
-    made = register_demo_clients(settings)
     seen = what_each_sees(settings, made)
     return [{**asdict(c), **s} for c, s in zip(made, seen, strict=True)]
+
+
+def _scenario(settings: Settings, analyst: DemoClient) -> dict[str, Any]:
+    from hub.demo import scenario
+
+    return scenario.run(settings, analyst)
+
+
+def _picture(settings: Settings, analyst: DemoClient) -> dict[str, Any]:
+    """The fused picture as the analyst sees it: counts, and the SVG map (its path)."""
+    from hub.demo import picture
+
+    seen = picture.fetch(settings, analyst)
+    path = picture.write_svg(seen, Path(settings.state_dir).resolve() / "demo" / "picture.svg")
+    return {**picture.summary(seen), "picture": {"path": str(path), "as_of": seen.as_of}}
+
+
+def _print_picture(
+    out: Console, summary: dict[str, Any], settings: Settings, analyst: DemoClient
+) -> None:
+    from rich.text import Text
+
+    from hub.demo.clients import curl_line
+    from hub.demo.view import incidents_table, risk_table, scenario_panel, warnings_table
+    from hub.stack.local import api_url
+
+    base, s = api_url(settings), summary["scenario"]
+    flood, rumour = (f"/v1/incidents/{s[k]}" for k in ("flood_incident", "rumour_incident"))
+    out.print(incidents_table(summary["incidents"]))
+    out.print(risk_table(summary["risk"]))
+    out.print(warnings_table(summary["warnings"]))
+    out.print(scenario_panel(s, base + flood, base + rumour))
+    for what, path in (("the flood", flood), ("the refuted rumour", rumour)):
+        out.print(Text(f"# {what}, as the analyst", style="bold"))
+        out.print(
+            Text(curl_line(base, analyst.client_id, analyst.client_secret, path)), soft_wrap=True
+        )
+    out.print(f"[bold]Map[/] of the picture: {summary['picture']['path']}")
 
 
 def _print_clients(out: Console, rows: list[dict[str, Any]]) -> None:
@@ -164,10 +221,11 @@ def local_urls_table(settings: Settings) -> Any:
 
 def _check_totals(summary: dict[str, Any], out: Console) -> bool:
     """The counts must add up; say so loudly when they do not."""
-    produced = summary["events_produced"]
+    produced, s = summary["events_produced"], summary["scenario"]
     ok = summary["rows_read"] == produced + summary["rejected_by_connector"] and produced == (
         summary["events_stored"] + summary["duplicates_dropped"] + summary["dlq"]
     )
+    ok = ok and s["events_sent"] == s["events_stored"] + s["duplicates_dropped"] + s["dlq"]
     if not ok:
         out.print("[bold red]counts do not add up[/]: " + json.dumps(summary)[:500])
     return ok

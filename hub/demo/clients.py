@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 import orjson
 from shapely.geometry import MultiPolygon, shape
+from shapely.ops import unary_union
+from sqlalchemy import Connection
 
 from hub.auth import clients
 from hub.demo.replay import NEIGHBOURHOODS
@@ -35,13 +37,15 @@ class DemoClient:
     curl: str
 
 
-def _area(name: str) -> MultiPolygon:
+def area(*names: str) -> MultiPolygon:
+    """The union of the named SF neighbourhoods' polygons (a department's jurisdiction)."""
     doc = orjson.loads(NEIGHBOURHOODS.read_bytes())
-    for feature in doc["features"]:
-        if feature["properties"]["nhood"] == name:
-            geom = shape(feature["geometry"])
-            return geom if isinstance(geom, MultiPolygon) else MultiPolygon([geom])
-    raise LookupError(f"{name} is not in {NEIGHBOURHOODS.name}")
+    found = {f["properties"]["nhood"]: shape(f["geometry"]) for f in doc["features"]}
+    missing = [n for n in names if n not in found]
+    if missing or not names:
+        raise LookupError(f"{', '.join(missing) or 'nothing'} is not in {NEIGHBOURHOODS.name}")
+    geom = unary_union([found[n] for n in names])
+    return geom if isinstance(geom, MultiPolygon) else MultiPolygon([geom])
 
 
 SPECS: tuple[tuple[str, str], ...] = (
@@ -62,6 +66,17 @@ def curl_line(base: str, client_id: str, secret: str, path: str) -> str:
     return f'curl -s -H "Authorization: Bearer $({token})" {shlex.quote(base + path)}'
 
 
+def create_demo_client(
+    conn: Connection, base: str, kind: str, name: str, label: str, **extra: Any
+) -> DemoClient:
+    """Register one secret client named ``demo-<name>`` (``extra``: its community or
+    jurisdiction), with a curl line that reads a few events as it."""
+    client, secret = clients.create_client(conn, kind=kind, name=PREFIX + name, **extra)
+    assert secret is not None  # a secret client, not a key client
+    curl = curl_line(base, client.client_id, secret, "/v1/events?limit=3")
+    return DemoClient(kind, label, client.client_id, secret, curl)
+
+
 def register_demo_clients(settings: Settings) -> list[DemoClient]:
     base = api_url(settings)
     made = []
@@ -72,13 +87,21 @@ def register_demo_clients(settings: Settings) -> list[DemoClient]:
         for kind, label in SPECS:
             extra: dict[str, Any] = {
                 "community": {"community_id": COMMUNITY},
-                "department": {"jurisdiction": _area(DEPARTMENT_AREA)},
+                "department": {"jurisdiction": area(DEPARTMENT_AREA)},
             }.get(kind, {})
-            client, secret = clients.create_client(conn, kind=kind, name=PREFIX + kind, **extra)
-            assert secret is not None  # a secret client, not a key client
-            curl = curl_line(base, client.client_id, secret, "/v1/events?limit=3")
-            made.append(DemoClient(kind, label, client.client_id, secret, curl))
+            made.append(create_demo_client(conn, base, kind, kind, label, **extra))
     return made
+
+
+def auth_headers(http: httpx.Client, client: DemoClient) -> dict[str, str]:
+    """A fresh access token of ``client`` (client credentials), as request headers."""
+    token = http.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(client.client_id, client.client_secret),
+    )
+    token.raise_for_status()
+    return {"Authorization": f"Bearer {token.json()['access_token']}"}
 
 
 def what_each_sees(settings: Settings, made: list[DemoClient]) -> list[dict[str, Any]]:
@@ -87,14 +110,7 @@ def what_each_sees(settings: Settings, made: list[DemoClient]) -> list[dict[str,
     seen = []
     with httpx.Client(base_url=base, timeout=30) as http:
         for c in made:
-            token = http.post(
-                "/oauth/token",
-                data={"grant_type": "client_credentials"},
-                auth=(c.client_id, c.client_secret),
-            )
-            token.raise_for_status()
-            headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
-            events, with_reporter = _count(http, headers)
+            events, with_reporter = _count(http, auth_headers(http, c))
             seen.append({"kind": c.kind, "events": events, "with_reporter": with_reporter})
     return seen
 

@@ -8,9 +8,11 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Group
+from rich.markup import escape as esc
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from hub.store.stats import FusionCounters
 
@@ -108,3 +110,92 @@ def clients_table(rows: list[dict[str, Any]]) -> Table:
     for r in rows:
         table.add_row(r["label"], r["client_id"], f"{r['events']:,}", f"{r['with_reporter']:,}")
     return table
+
+
+# --- the fused picture and the scenario ----------------------------------------------------
+
+LEVEL_STYLE = {
+    "blue": "bold blue",
+    "yellow": "bold yellow",
+    "orange": "bold dark_orange",
+    "red": "bold red",
+}
+
+
+def incidents_table(counts: dict[str, Any]) -> Table:
+    """Incidents by verification (rows) and state (columns)."""
+    table = Table(title="Incidents (the fused picture)", title_justify="left", header_style="bold")
+    table.add_column("verification")
+    for state in ("open", "closed", "total"):
+        table.add_column(state, justify="right")
+    for verification, states in counts["by_verification_and_state"].items():
+        total = counts["by_verification"][verification]
+        table.add_row(verification, *(f"{n:,}" for n in (*states.values(), total)))
+    table.add_row(
+        "all", *(f"{n:,}" for n in (*counts["by_state"].values(), counts["total"])), style="bold"
+    )
+    return table
+
+
+def risk_table(levels: dict[str, int]) -> Table:
+    """Grid cells per risk colour, each in its colour."""
+    table = Table(title="Risk per grid cell", title_justify="left", header_style="bold")
+    for level in levels:
+        table.add_column(level, justify="right", header_style=LEVEL_STYLE.get(level, "bold"))
+    table.add_row(*(Text(f"{n:,}", style=LEVEL_STYLE.get(lv, "")) for lv, n in levels.items()))
+    return table
+
+
+def warnings_table(warnings: dict[str, Any]) -> Table:
+    """Open warnings with the neighbouring communities each is flagged to."""
+    table = Table(
+        title=f"Warnings ({warnings['count']})", title_justify="left", header_style="bold"
+    )
+    for col in ("incident", "type", "level", "in", "flagged to"):
+        table.add_column(col, overflow="fold")
+    for w in warnings["items"]:
+        level = w["level"] or "-"
+        table.add_row(
+            *(Text(t) for t in (w["id"], w["event_type"])),
+            Text(level, style=LEVEL_STYLE.get(level, "")),
+            *(Text(", ".join(names)) for names in (w["communities"], w["neighbours"])),
+        )
+    return table
+
+
+def scenario_panel(s: dict[str, Any], flood_url: str, rumour_url: str) -> Panel:
+    """What the scripted scenario did and what the hub made of it."""
+    lines = [
+        "[dim]synthetic: the gauge readings, the residents and the rumour; the places are real[/]",
+        *_flood_lines(s, flood_url),
+        *_rumour_lines(s, rumour_url),
+        f"events sent {s['events_sent']}: stored {s['events_stored']}, "
+        f"duplicates dropped {s['duplicates_dropped']} (a re-run sends the same ids)",
+    ]
+    return Panel("\n".join(lines), title="Scenario", expand=False)
+
+
+def _flood_lines(s: dict[str, Any], url: str) -> list[str]:
+    level = s["flood_warning_level"] or "-"
+    sees = "sees it flagged to it" if s["flood_flagged_neighbour_sees_it"] else "does NOT see it"
+    return [
+        f"[bold]Flood[/] along Mission Creek in {esc(' and '.join(s['flood_communities']))}: "
+        f"gauges raised a warning at [{LEVEL_STYLE.get(level, 'bold')}]{esc(level)}[/]; the "
+        f"incident is [bold]{esc(s['flood_verification'])}[/] across the border",
+        f"  flagged to {esc(', '.join(s['flood_warning_neighbours']) or 'nobody')}",
+        f"  ({esc(s['flood_flagged_neighbour'])}'s own client {sees})",
+        f"  {s['flood_incident']}",
+        f"  {url}",
+    ]
+
+
+def _rumour_lines(s: dict[str, Any], url: str) -> list[str]:
+    when = "" if s["rumour_refuted_now"] else " (in an earlier run)"
+    return [
+        f"[bold]Rumour[/] of a gas explosion in {esc(' and '.join(s['rumour_communities']))}: "
+        f"[bold]{esc(s['rumour_verification'])}[/]{when}",
+        f"  by {esc(s['rumour_decided_by'] or '-')}: {esc(s['department'])}",
+        f"  why: {esc(s['rumour_reason'] or '-')}",
+        f"  {s['rumour_incident']}",
+        f"  {url}",
+    ]

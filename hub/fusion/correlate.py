@@ -57,6 +57,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+import re
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -568,9 +569,12 @@ def source_key(
     return f"s:{_esc(system)}"
 
 
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")  # what quote() leaves as it is
+
+
 @functools.lru_cache(maxsize=1 << 16)  # the same systems and reporters, batch after batch
 def _esc(part: str) -> str:
-    return quote(part, safe="")
+    return part if _UNRESERVED.fullmatch(part) else quote(part, safe="")
 
 
 def independent_sources(reports: Iterable[Report]) -> int:
@@ -674,6 +678,8 @@ def _timeline(r: Report) -> tuple[datetime, uuid.UUID]:
 def _main_type(live: Sequence[Report]) -> str:
     """The most frequent type; ties go to the type with the most severe report, then by name."""
     counts = Counter(r.event_type for r in live)
+    if len(counts) == 1:
+        return live[0].event_type
     worst: dict[str, int] = {}
     for r in live:
         worst[r.event_type] = max(worst.get(r.event_type, -99), _SEVERITY_RANK[r.severity])

@@ -41,6 +41,7 @@ from hub.fusion.correlate import (
 )
 from hub.fusion.rules import Rules
 from hub.fusion.stages import Batch
+from schemas.event import DECISION_SOURCE
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ _REPORT_COLUMNS = """
     e.event_id, e.event_type, e.status, e.observed_at,
     ST_X(ST_PointOnSurface(e.geom)) AS lon, ST_Y(ST_PointOnSurface(e.geom)) AS lat,
     e.community_id, e.reporter, e.source_system, e.severity, e.certainty, e.refs,
-    e.category, e.kind,
+    e.category, e.kind, e.source_connector,
     GeometryType(e.geom) = 'POINT' AND ST_NDims(e.geom) = 2 AS plain_point
 """
 
@@ -164,6 +165,21 @@ class Decision:
         return {"by": self.by, "reason": self.reason, "decision": self.decision}
 
 
+# Decisions are the hub API's (``schemas.event.DECISION_SOURCE``), which checks who may rule; a
+# verification event from anywhere else is stored as sent and changes nothing (in production,
+# Kafka ACLs keep connectors from writing as the API).
+
+
+def _decisions(rows: Iterable[dict[str, Any]]) -> list[Decision]:
+    out = []
+    for row in rows:
+        if (row["source_system"], row["source_connector"]) != DECISION_SOURCE:
+            log.warning("verification event %s not from the hub's API: ignored", row["event_id"])
+            continue
+        out.append(Decision.of(row))
+    return out
+
+
 def _uuid(value: Any) -> uuid.UUID | None:
     try:
         return uuid.UUID(str(value))
@@ -227,7 +243,7 @@ class IncidentStage:
             rows = self._fetch(conn, _NEW, {"kinds": list(REPORT_KINDS)})
         new = _reports([r for r in rows if r["kind"] in REPORT_KINDS])
         cancelled_ids = [ref for r in rows if r["kind"] == "cancel" for ref in (r["refs"] or ())]
-        decisions = [Decision.of(r) for r in rows if r["kind"] == "verification"]
+        decisions = _decisions(r for r in rows if r["kind"] == "verification")
         reclustered = self._cancel(conn, cancelled_ids, counts)
         reclustered += self._split(conn, [d for d in decisions if d.decision == "split"], counts)
         judged = [d for d in decisions if d.decision in ("verified", "refuted")]
@@ -380,17 +396,13 @@ class IncidentStage:
         with conn.cursor() as cur:
             # COPY: the batch's reports are new events, so no row can exist yet.
             with cur.copy(_COPY_REPORTS) as copy:
-                for r in joined:
-                    copy.write_row(
-                        (
-                            r.event_id,
-                            assignment[r.event_id],
-                            r.status,
-                            r.event_type,
-                            r.observed_at,
-                            r.pinned,
-                        )
+                copy.write(
+                    copy_text(
+                        (r.event_id, assignment[r.event_id], r.status, r.event_type,
+                         r.observed_at, r.pinned)
+                        for r in joined
                     )
+                )  # fmt: skip
             cur.executemany(
                 "UPDATE incident_report SET incident_id = %s WHERE event_id = %s", moved
             )
@@ -466,8 +478,8 @@ def _frame_rows(batch: Batch) -> list[dict[str, Any]] | None:
     picked = frame.filter(pl.col("kind").is_in(_ROW_KINDS)).sort(["partition", "offset"])
     rows = picked.select(
         "event_id", "event_type", "status", "observed_at", "lon", "lat", "community_id",
-        "reporter", "source_system", "severity", "certainty", "refs", "category", "kind",
-        "properties",
+        "reporter", "source_system", "source_connector", "severity", "certainty", "refs",
+        "category", "kind", "properties",
     ).to_dicts()  # fmt: skip
     for row in rows:
         row["event_id"] = uuid.UUID(row["event_id"])
@@ -662,8 +674,7 @@ def _write_rows(
     with conn.cursor() as cur:
         if direct:
             with cur.copy(_COPY_INCIDENTS) as copy:
-                for row in direct:
-                    copy.write_row(row)
+                copy.write(copy_text(direct))
         if not staged:
             return len(direct)
         with cur.copy(_COPY_STAGE) as copy:
@@ -672,6 +683,31 @@ def _write_rows(
         created = cur.execute(_UPSERT).fetchall()
         cur.execute("TRUNCATE incident_stage")  # a second batch in one transaction starts empty
     return len(direct) + sum(1 for (new,) in created if new)
+
+
+# COPY's text format: backslash, tab and line breaks escaped; NULL as \N. Arrays as literals.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_field(value: Any) -> str:
+    if value is None:
+        return "\\N"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, list | tuple):
+        value = "{" + ",".join(_array_item(v) for v in value) + "}"
+    return str(value).translate(_COPY_ESCAPES)
+
+
+def _array_item(value: Any) -> str:
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+def copy_text(rows: Iterable[Sequence[Any]]) -> str:
+    """Rows as COPY text (uuids, text, numbers, bools, timestamps, flat arrays, None): one
+    string for one write, instead of a Python call per value (``Copy.write_row``)."""
+    return "".join("\t".join(map(_copy_field, row)) + "\n" for row in rows)
 
 
 def _row(s: IncidentSummary, category: str, hull: Any) -> tuple[Any, ...]:

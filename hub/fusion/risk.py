@@ -11,7 +11,6 @@ or missing key, a wrong type or an out-of-range number is an error naming the fi
 from __future__ import annotations
 
 import math
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,10 +20,9 @@ from types import MappingProxyType
 from typing import Any, Literal, get_args
 
 from hub.fusion.correlate import Verification
-from hub.fusion.rules import EVENT_TYPE
+from hub.fusion.rules import EVENT_TYPE, ROOT, read_toml
 from schemas.event import Certainty, Severity
 
-ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "config" / "risk.toml"
 
 Level = Literal["blue", "yellow", "orange", "red"]
@@ -169,13 +167,7 @@ def _shipped() -> RiskConfig:
 
 
 def _load_file(path: Path) -> RiskConfig:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise RiskConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise RiskConfigError(f"{path}: not valid TOML: {exc}") from exc
-    return RiskConfig.parse(data, str(path))
+    return RiskConfig.parse(read_toml(path, RiskConfigError), str(path))
 
 
 def _fail(source: str, key: str, problem: str) -> RiskConfigError:

@@ -70,6 +70,7 @@ _CLOCK = """
 WITH seen AS (
     SELECT e.status, least(max(e.observed_at), now() + %(lead)s) AS at
     FROM fusion_new n JOIN event e ON e.event_id = n.event_id
+    WHERE e.kind <> 'verification'  -- an operator's word, stamped when decided: not world time
     GROUP BY e.status
 ), moved AS (
     INSERT INTO picture_clock AS k (status, at) SELECT status, at FROM seen

@@ -119,13 +119,17 @@ def _shipped() -> Rules:
 
 
 def _load_file(path: Path) -> Rules:
+    return Rules.parse(read_toml(path, RulesError), str(path))
+
+
+def read_toml(path: Path, error: type[ValueError]) -> dict[str, Any]:
+    """A configuration file of ``config/``, or ``error`` saying why it cannot be read."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise RulesError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        raise error(f"{path}: cannot read: {exc.strerror or exc}") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise RulesError(f"{path}: not valid TOML: {exc}") from exc
-    return Rules.parse(data, str(path))
+        raise error(f"{path}: not valid TOML: {exc}") from exc
 
 
 def _fail(source: str, key: str, problem: str) -> RulesError:

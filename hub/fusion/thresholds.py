@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import tomllib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-from hub.fusion.rules import EVENT_TYPE, ROOT, RulesError
+from hub.fusion.rules import EVENT_TYPE, ROOT, RulesError, read_toml
 
 SHIPPED = ROOT / "config" / "thresholds.toml"
 
@@ -155,13 +154,7 @@ def _shipped() -> Thresholds:
 
 
 def _load_file(path: Path) -> Thresholds:
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = tomllib.loads(text)
-    except OSError as exc:
-        raise ThresholdsError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ThresholdsError(f"{path}: not valid TOML: {exc}") from exc
+    data = read_toml(path, ThresholdsError)
     shown = path.resolve()
     return Thresholds.parse(
         data, str(shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else path)

@@ -1,0 +1,53 @@
+"""Smoke run of the real ``hub bench fusion`` (small, not timed): real incidents with simulated
+reporting go through its own broker, a real fusion process and a database of its own; the
+hub's incidents are scored against the truth beside the naive baseline, the cost is measured
+with the picture's stages off and on, and nothing is left behind. The targets are for the full
+run (README, Performance)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from statistics import median
+
+import pytest
+
+from tests.bench_helpers import SERVER, assert_database_dropped, assert_results_written
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.timeout(240)
+def test_bench_fusion_smoke(tmp_path: Path) -> None:
+    env = dict(os.environ, HUB_DATABASE_URL=f"{SERVER}/postgres")
+    args = ["--incidents", "400", "--variant", "default", "--rounds", "1"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "hub", "bench", "fusion", *args, "--json",
+         "--results-dir", str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=220,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "hub F1 (B-cubed)" in proc.stdout and "correlating / skeleton" in proc.stdout
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+
+    quality = result["quality"]["default"]
+    hub, baseline = quality["hub"], quality["baseline"]
+    assert quality["stored"] == hub["reports"] == baseline["reports"] > 400  # 1-4 per incident
+    assert hub["unclustered"] == 0  # every report came back in an incident of the pipeline's
+    assert hub["true_incidents"] == 400
+    assert 0.5 < hub["f1"] <= 1 and 0.5 < baseline["f1"] <= 1
+    assert result["f1"] == hub["f1"]
+    assert result["f1_over_baseline"] == pytest.approx(hub["f1"] - baseline["f1"])
+
+    cost = result["cost"]
+    assert cost["reports"] == hub["reports"]
+    assert cost["skeleton_median_eps"] > 0 and cost["correlating_median_eps"] > 0
+    off, on = median(cost["skeleton_eps"]), median(cost["correlating_eps"])
+    assert cost["ratio_pct"] == pytest.approx(100 * on / off, abs=0.06)
+    assert cost["correlation_step_eps"] > 0
+    assert result["checks_ok"] is True
+    assert_results_written(tmp_path, "fusion", result)
+    assert_database_dropped(f"hub_bench_{result['run']}")
