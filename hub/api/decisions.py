@@ -24,7 +24,7 @@ import orjson
 from fastapi import APIRouter, Body, HTTPException, Path, Request, Security
 from pydantic import BaseModel, Field
 from shapely.geometry import mapping, shape
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from starlette.responses import JSONResponse, Response
 
 from geo.tiles import event_key
@@ -125,6 +125,29 @@ def _publish(request: Request, settings: SettingsDep, event: Event) -> None:
         ) from None
 
 
+# What shows that fusion applied a decision: its timeline entry; a split, the report pinned in
+# its own incident (whose id the answer gives).
+_DECIDED = text("SELECT 1 FROM incident_timeline WHERE event_id = :id")
+_SPLIT_OUT = text("SELECT incident_id FROM incident_report WHERE event_id = :id AND pinned")
+
+
+def _record(
+    request: Request,
+    settings: SettingsDep,
+    access: Access,
+    event: Event,
+    applied: TextClause,
+    key: uuid.UUID,
+) -> Any:
+    """Put the decision in the log, then ``applied``'s answer for ``key`` once fusion applied
+    it (None when it has not within the wait)."""
+    _publish(request, settings, event)
+    return _wait(
+        settings.api_decision_wait_s,
+        lambda: access.session.execute(applied, {"id": key}).scalar_one_or_none(),
+    )
+
+
 def _wait(seconds: float, applied: Callable[[], Any]) -> Any:
     """``applied()``'s first truthy answer within ``seconds`` (each poll a fresh snapshot)."""
     deadline = time.monotonic() + seconds
@@ -165,12 +188,7 @@ def verify_incident(
 ) -> Response:
     found = _target(access, incident_id)
     event = _event(access, found, decision=body.decision, reason=body.reason)
-    _publish(request, settings, event)
-    seen = text("SELECT 1 FROM incident_timeline WHERE event_id = :id")
-    applied = _wait(
-        settings.api_decision_wait_s,
-        lambda: access.session.execute(seen, {"id": event.event_id}).first(),
-    )
+    applied = _record(request, settings, access, event, _DECIDED, event.event_id)
     result = DecisionResult(
         incident_id=found.incident.id,
         decision=body.decision,
@@ -205,12 +223,7 @@ def split_incident(
     if len(live) < 2:
         raise Conflict("the report is the incident's only one: there is nothing to split")
     event = _event(access, found, decision="split", event_id=str(body.event_id), reason=body.reason)
-    _publish(request, settings, event)
-    pinned = text("SELECT incident_id FROM incident_report WHERE event_id = :id AND pinned")
-    moved = _wait(
-        settings.api_decision_wait_s,
-        lambda: access.session.execute(pinned, {"id": body.event_id}).scalar_one_or_none(),
-    )
+    moved = _record(request, settings, access, event, _SPLIT_OUT, body.event_id)
     result = DecisionResult(
         incident_id=found.incident.id,
         decision="split",

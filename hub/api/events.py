@@ -7,6 +7,8 @@ import binascii
 import math
 import re
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -140,6 +142,29 @@ def decode_cursor(cursor: str) -> int:
     return int(match.group(1))
 
 
+@dataclass(frozen=True)
+class Page:
+    """A collection's ``limit`` and ``cursor`` parameters, the cursor decoded (``after``)."""
+
+    limit: int
+    cursor: str | None  # as sent: the self link repeats it
+    after: int | None
+
+
+def paging(max_limit: int) -> Callable[..., Page]:
+    """The dependency of a collection route paged by cursor, pages of at most ``max_limit``."""
+
+    # Defaults rather than Annotated hints: a hint naming ``max_limit`` would be a string
+    # (postponed annotations) that FastAPI cannot resolve in this closure.
+    def page(
+        limit: int = Query(100, ge=1, le=max_limit, description="page size"),
+        cursor: str | None = Query(None, description="opaque; from a next link"),
+    ) -> Page:
+        return Page(limit, cursor, decode_cursor(cursor) if cursor is not None else None)
+
+    return page
+
+
 # PostgreSQL text cannot hold NUL: refused as a bad parameter, not sent to become a 500.
 NO_NUL = r"^[^\x00]*$"
 
@@ -236,16 +261,14 @@ def list_events(
     settings: SettingsDep,
     access: ReadAccess,
     filters: Annotated[EventFilter, Depends(event_filter)],
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="page size")] = 100,
-    cursor: Annotated[str | None, Query(description="opaque; from a next link")] = None,
+    page: Page = Depends(paging(MAX_LIMIT)),
 ) -> GeoJSONResponse:
-    after = decode_cursor(cursor) if cursor is not None else None
     rows, more = queries.list_events(
-        access.session, filters, after_seq=after, limit=limit, visible=access.events
+        access.session, filters, after_seq=page.after, limit=page.limit, visible=access.events
     )
     next_cursor = encode_cursor(rows[-1].seq) if more else None
     features = [event_feature(r) for r in rows]
-    return feature_page(request, settings, "list_events", features, cursor, next_cursor)
+    return feature_page(request, settings, "list_events", features, page.cursor, next_cursor)
 
 
 @router.get(

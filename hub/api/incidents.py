@@ -25,9 +25,10 @@ from hub.api.deps import SettingsDep
 from hub.api.errors import BadRequest, NotFound, problem_responses
 from hub.api.events import (
     NO_NUL,
+    Page,
     ReadAccess,
-    decode_cursor,
     encode_cursor,
+    paging,
     parse_bbox,
     parse_rfc3339,
     text_param,
@@ -332,16 +333,14 @@ def list_incidents(
     settings: SettingsDep,
     access: ReadAccess,
     filters: Annotated[IncidentFilter, Depends(incident_filter)],
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="page size")] = 100,
-    cursor: Annotated[str | None, Query(description="opaque; from a next link")] = None,
+    page: Page = Depends(paging(MAX_LIMIT)),
 ) -> GeoJSONResponse:
-    after = decode_cursor(cursor) if cursor is not None else None
     rows, more = incident_queries.list_incidents(
-        access.session, filters, after_seq=after, limit=limit, visible=access.incidents
+        access.session, filters, after_seq=page.after, limit=page.limit, visible=access.incidents
     )
     next_cursor = encode_cursor(rows[-1].updated_seq) if more else None
     features = [incident_feature(r) for r in rows]
-    return feature_page(request, settings, "list_incidents", features, cursor, next_cursor)
+    return feature_page(request, settings, "list_incidents", features, page.cursor, next_cursor)
 
 
 @router.get(

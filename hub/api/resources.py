@@ -12,13 +12,13 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Security
+from fastapi import APIRouter, Depends, Query, Request, Security
 from pydantic import BaseModel, Field
 from sqlalchemy import Row
 
 from hub.api.deps import Access, SettingsDep, get_access
 from hub.api.errors import problem_responses
-from hub.api.events import decode_cursor, encode_cursor, text_param
+from hub.api.events import Page, encode_cursor, paging, text_param
 from hub.api.geojson import (
     FeatureBase,
     FeatureCollectionBase,
@@ -182,8 +182,6 @@ def page_links(
 StatusParam = Annotated[
     Status, Query(description="the picture: actual, or the drills (exercise, test) when asked")
 ]
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="page size")]
-Cursor = Annotated[str | None, Query(description="opaque; from a next link")]
 ResourceTypeParam = Annotated[str | None, text_param("resource type code, e.g. drinking_water")]
 
 
@@ -210,18 +208,16 @@ def list_resources(
     community: Annotated[str | None, text_param("community id, exact; URL-encoded")] = None,
     resource_type: ResourceTypeParam = None,
     direction: Annotated[Direction | None, Query(description="available or needed")] = None,
-    limit: Limit = 100,
-    cursor: Cursor = None,
+    page: Page = Depends(paging(MAX_LIMIT)),
 ) -> GeoJSONResponse:
-    after = decode_cursor(cursor) if cursor is not None else None
     filters = BalanceFilter(status, community, resource_type, direction)
     reach = ResourceReach.of(access.principal)
     rows, more = resource_queries.list_balances(
-        access.session, filters, reach, after_seq=after, limit=limit
+        access.session, filters, reach, after_seq=page.after, limit=page.limit
     )
     next_cursor = encode_cursor(rows[-1].updated_seq) if more else None
     features = [balance_feature(r) for r in rows]
-    return feature_page(request, settings, "list_resources", features, cursor, next_cursor)
+    return feature_page(request, settings, "list_resources", features, page.cursor, next_cursor)
 
 
 @router.get(
@@ -260,22 +256,24 @@ def match_resources(
             description="only offers within this distance, metres",
         ),
     ] = None,
-    limit: Limit = 100,
-    cursor: Cursor = None,
+    page: Page = Depends(paging(MAX_LIMIT)),
 ) -> JSONBytesResponse:
     principal = access.principal
     if community is None and principal.kind == "community":
         community = principal.community_id
-    after = decode_cursor(cursor) if cursor is not None else None
     filters = MatchFilter(status, community, resource_type, per_need, max_distance_m)
     found, more = resource_queries.list_matches(
-        access.session, filters, ResourceReach.of(principal), after_seq=after, limit=limit
+        access.session,
+        filters,
+        ResourceReach.of(principal),
+        after_seq=page.after,
+        limit=page.limit,
     )
     next_cursor = encode_cursor(found[-1].need.updated_seq) if more else None
     request.state.audit_rows = len(found)
     body = {
         "needs": [need_match(f) for f in found],
         "numberReturned": len(found),
-        "links": page_links(request, settings, cursor, next_cursor),
+        "links": page_links(request, settings, page.cursor, next_cursor),
     }
     return JSONBytesResponse(dumps(body))

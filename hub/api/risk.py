@@ -12,13 +12,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Security
+from fastapi import APIRouter, Depends, Query, Request, Security
 from pydantic import BaseModel, Field
 from sqlalchemy import Row
 
 from hub.api.deps import Access, SettingsDep, ZoneCache, get_access
 from hub.api.errors import problem_responses
-from hub.api.events import decode_cursor, encode_cursor, parse_bbox, text_param
+from hub.api.events import Page, encode_cursor, paging, parse_bbox, text_param
 from hub.api.geojson import (
     FeatureBase,
     FeatureCollectionBase,
@@ -144,8 +144,7 @@ def list_risk(
     min_level: Annotated[
         Level, Query(description="the lowest level listed; blue lists every stored cell")
     ] = "yellow",
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="page size")] = 100,
-    cursor: Annotated[str | None, Query(description="opaque; from a next link")] = None,
+    page: Page = Depends(paging(MAX_LIMIT)),
 ) -> GeoJSONResponse:
     filters = RiskFilter(
         status=status,
@@ -153,11 +152,10 @@ def list_risk(
         community=community,
         min_level=min_level,
     )
-    after = decode_cursor(cursor) if cursor is not None else None
     visible = risk_queries.place_policy(access.principal, _zone(request, access, settings))
     rows, more = risk_queries.list_risk_cells(
-        access.session, filters, after_seq=after, limit=limit, visible=visible
+        access.session, filters, after_seq=page.after, limit=page.limit, visible=visible
     )
     next_cursor = encode_cursor(rows[-1].updated_seq) if more else None
     features = [risk_feature(r) for r in rows]
-    return feature_page(request, settings, "list_risk", features, cursor, next_cursor)
+    return feature_page(request, settings, "list_risk", features, page.cursor, next_cursor)

@@ -16,9 +16,10 @@ from pydantic import Field
 from hub.api.deps import SettingsDep
 from hub.api.errors import problem_responses
 from hub.api.events import (
+    Page,
     ReadAccess,
-    decode_cursor,
     encode_cursor,
+    paging,
     parse_bbox,
     parse_rfc3339,
     text_param,
@@ -124,15 +125,13 @@ def list_warnings(
     settings: SettingsDep,
     access: ReadAccess,
     filters: Annotated[WarningFilter, Depends(warning_filter)],
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="page size")] = 100,
-    cursor: Annotated[str | None, Query(description="opaque; from a next link")] = None,
+    page: Page = Depends(paging(MAX_LIMIT)),
 ) -> GeoJSONResponse:
-    after = decode_cursor(cursor) if cursor is not None else None
     rows, more = warning_queries.list_warnings(
-        access.session, filters, after_seq=after, limit=limit, visible=access.incidents
+        access.session, filters, after_seq=page.after, limit=page.limit, visible=access.incidents
     )
     next_cursor = encode_cursor(rows[-1].incident.updated_seq) if more else None
     principal = access.principal
     caller = principal.community_id if principal.kind == "community" else None
     features = [warning_feature(w, caller) for w in rows]
-    return feature_page(request, settings, "list_warnings", features, cursor, next_cursor)
+    return feature_page(request, settings, "list_warnings", features, page.cursor, next_cursor)
