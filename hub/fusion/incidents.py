@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -690,13 +690,25 @@ _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\
 
 
 def _copy_field(value: Any) -> str:
-    if value is None:
-        return "\\N"
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    if isinstance(value, list | tuple):
-        value = "{" + ",".join(_array_item(v) for v in value) + "}"
-    return str(value).translate(_COPY_ESCAPES)
+    format_ = _FORMATS.get(type(value))
+    return format_(value) if format_ is not None else str(value).translate(_COPY_ESCAPES)
+
+
+def _copy_array(values: list[Any] | tuple[Any, ...]) -> str:
+    return ("{" + ",".join(_array_item(v) for v in values) + "}").translate(_COPY_ESCAPES)
+
+
+# By exact type (a dict lookup, not a chain of isinstance: ~10 fields a row, 10k rows a batch).
+_FORMATS: dict[type, Callable[[Any], str]] = {
+    uuid.UUID: str,  # hex and dashes: nothing to escape
+    int: str,
+    float: repr,
+    bool: lambda v: "t" if v else "f",
+    type(None): lambda _: "\\N",
+    datetime: datetime.isoformat,
+    list: _copy_array,
+    tuple: _copy_array,
+}
 
 
 def _array_item(value: Any) -> str:
