@@ -279,60 +279,64 @@ def _summarise(
 
 
 def table_rows(result: dict[str, Any]) -> list[Row]:
-    rows: list[Row] = []
-    for name, q in result["quality"].items():
-        hub, base = q["hub"], q["baseline"]
-        default = name == "default"
-        rows += [
-            Row(name, "hub precision / recall", f"{hub['precision']:.3f} / {hub['recall']:.3f}"),
-            Row(
-                name,
-                "hub F1 (B-cubed)",
-                f"{hub['f1']:.3f}",
-                TARGETS["f1"] if default else None,
-                hub["f1"],
-            ),
-            Row(
-                name,
-                "naive baseline F1 (hub - baseline)",
-                f"{base['f1']:.3f} ({q['f1_over_baseline']:+.3f})",
-                TARGETS["f1_over_baseline"] if default else None,
-                q["f1_over_baseline"],
-            ),
-            Row(
-                name,
-                "corroborated share (true)",
-                f"{hub['corroborated_share']:.1%} ({hub['true_corroborated_share']:.1%})",
-            ),
-            Row(
-                name,
-                "incidents / 1,000 reports (true)",
-                f"{hub['incidents_per_1000_reports']:.0f}"
-                f" ({hub['true_incidents_per_1000_reports']:.0f})",
-            ),
-            Row(
-                name,
-                "reports stored",
-                f"{q['stored']:,} of {hub['reports']:,}",
-                check=q["stored"] == hub["reports"],
-            ),
-        ]
-    cost = result["cost"]
-    if cost:
-        rows += [
-            Row("cost", "skeleton (events only), median ev/s", f"{cost['skeleton_median_eps']:,}"),
-            Row("cost", "with correlation, median ev/s", f"{cost['correlating_median_eps']:,}"),
-            Row(
-                "cost",
-                "correlating / skeleton",
-                f"{cost['ratio_pct']:.1f} %",
-                TARGETS["cost_ratio_pct"],
-                cost["ratio_pct"],
-            ),
-            Row(
-                "cost",
-                "correlation step alone, ev/s (/ skeleton)",
-                f"{cost['correlation_step_eps']:,} ({cost['correlation_step_ratio_pct']:.0f} %)",
-            ),
-        ]
-    return rows
+    rows = [row for name, q in result["quality"].items() for row in _quality_rows(name, q)]
+    return rows + (_cost_rows(result["cost"]) if result["cost"] else [])
+
+
+def _quality_rows(name: str, q: dict[str, Any]) -> list[Row]:
+    """One variant: the hub beside the baseline; targets on the default variant only."""
+    hub, base = q["hub"], q["baseline"]
+    default = name == "default"
+    return [
+        Row(name, "hub precision / recall", f"{hub['precision']:.3f} / {hub['recall']:.3f}"),
+        Row(
+            name,
+            "hub F1 (B-cubed)",
+            f"{hub['f1']:.3f}",
+            TARGETS["f1"] if default else None,
+            hub["f1"],
+        ),
+        Row(
+            name,
+            "naive baseline F1 (hub - baseline)",
+            f"{base['f1']:.3f} ({q['f1_over_baseline']:+.3f})",
+            TARGETS["f1_over_baseline"] if default else None,
+            q["f1_over_baseline"],
+        ),
+        Row(
+            name,
+            "corroborated share (true)",
+            f"{hub['corroborated_share']:.1%} ({hub['true_corroborated_share']:.1%})",
+        ),
+        Row(
+            name,
+            "incidents / 1,000 reports (true)",
+            f"{hub['incidents_per_1000_reports']:.0f}"
+            f" ({hub['true_incidents_per_1000_reports']:.0f})",
+        ),
+        Row(
+            name,
+            "reports stored",
+            f"{q['stored']:,} of {hub['reports']:,}",
+            check=q["stored"] == hub["reports"],
+        ),
+    ]
+
+
+def _cost_rows(cost: dict[str, Any]) -> list[Row]:
+    return [
+        Row("cost", "skeleton (events only), median ev/s", f"{cost['skeleton_median_eps']:,}"),
+        Row("cost", "with correlation, median ev/s", f"{cost['correlating_median_eps']:,}"),
+        Row(
+            "cost",
+            "correlating / skeleton",
+            f"{cost['ratio_pct']:.1f} %",
+            TARGETS["cost_ratio_pct"],
+            cost["ratio_pct"],
+        ),
+        Row(
+            "cost",
+            "correlation step alone, ev/s (/ skeleton)",
+            f"{cost['correlation_step_eps']:,} ({cost['correlation_step_ratio_pct']:.0f} %)",
+        ),
+    ]
