@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from hub.bus.kafka import ensure_topics, wait_for_broker
+from hub.bus.kafka import wait_for_broker
 from hub.settings import Settings
 from hub.stack.broker import free_port, start_broker
 from hub.store.migrate import drop_database, upgrade
+from tests.fusion_helpers import own_stream
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "sf"
@@ -59,20 +60,13 @@ def base_settings(broker: str, database_url: str) -> Settings:
 @pytest.fixture
 def hub_settings(base_settings: Settings) -> Settings:
     """Settings with topics and a consumer group of their own, so tests do not share a stream."""
-    tag = uuid.uuid4().hex[:8]
-    settings = base_settings.model_copy(
-        update={
-            "events_topic": f"events.{tag}",
-            "dlq_topic": f"dlq.{tag}",
-            "consumer_group": f"fusion.{tag}",
-            "topic_partitions": 3,
-            "fusion_session_timeout_ms": 6000,
-            "fusion_max_poll_interval_ms": 6000,
-            "fusion_metrics_port": 0,
-        }
+    return own_stream(
+        base_settings,
+        "fusion",
+        topic_partitions=3,
+        fusion_session_timeout_ms=6000,
+        fusion_max_poll_interval_ms=6000,
     )
-    ensure_topics(settings)
-    return settings
 
 
 @pytest.fixture(scope="session")

@@ -6,19 +6,41 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from kafka import KafkaConsumer
 
-from hub.bus.kafka import producer
+from hub.bus.kafka import ensure_topics, producer
 from hub.fusion.worker import FusionWorker
 from hub.settings import Settings
 from hub.stack.local import child_env
 from hub.store.db import connect
 from hub.store.stats import read_fusion_counters
+
+# For tests that drive the API hard: the per-client rate limit is not what they test.
+GENEROUS_LIMITS: dict[str, Any] = {"rate_limit_per_s": 1000.0, "rate_limit_burst": 1000}
+
+
+def own_stream(base: Settings, name: str, **update: Any) -> Settings:
+    """``base`` with an events topic, a dead-letter topic and a consumer group of its own
+    (created), so that a test's stream is not shared; the database stays ``base``'s."""
+    tag = uuid.uuid4().hex[:8]
+    settings = base.model_copy(
+        update={
+            "events_topic": f"{name}.{tag}",
+            "dlq_topic": f"{name}-dlq.{tag}",
+            "consumer_group": f"{name}.{tag}",
+            "fusion_metrics_port": 0,  # nobody scrapes it; a fixed port would collide
+            **update,
+        }
+    )
+    ensure_topics(settings)
+    return settings
 
 
 def produce(settings: Settings, messages: Iterable[tuple[bytes | None, bytes | None]]) -> int:

@@ -21,10 +21,16 @@ from fastapi.testclient import TestClient
 from shapely.geometry import MultiPolygon
 
 from hub.api.factory import create_app
-from hub.bus.kafka import ensure_topics
 from hub.settings import Settings
 from tests.auth_helpers import parts, signed_in
-from tests.fusion_helpers import fusion_stats, produce, running_worker, wait_until
+from tests.fusion_helpers import (
+    GENEROUS_LIMITS,
+    fusion_stats,
+    own_stream,
+    produce,
+    running_worker,
+    wait_until,
+)
 from tests.test_incidents import (
     EAST,
     WEST,
@@ -61,20 +67,13 @@ class Pipeline:
 
 @pytest.fixture(scope="module")
 def pipeline(base_settings: Settings, sf_communities: list[str]) -> Iterator[Pipeline]:
-    tag = uuid.uuid4().hex[:8]
-    settings = base_settings.model_copy(
-        update={
-            "events_topic": f"decisions.{tag}",
-            "dlq_topic": f"decisions-dlq.{tag}",
-            "consumer_group": f"decisions.{tag}",
-            "fusion_metrics_port": 0,
-            "fusion_incidents": True,
-            "rate_limit_per_s": 1000.0,
-            "rate_limit_burst": 1000,
-            "api_decision_wait_s": 20.0,
-        }
+    settings = own_stream(
+        base_settings,
+        "decisions",
+        fusion_incidents=True,
+        api_decision_wait_s=20.0,
+        **GENEROUS_LIMITS,
     )
-    ensure_topics(settings)
     with running_worker(settings):
         yield Pipeline(settings, create_app(settings))
 
@@ -241,15 +240,7 @@ def test_without_fusion_running_the_decision_is_accepted_and_applied_later(
     border: Any,  # noqa: F811
 ) -> None:
     # A pipeline of its own, whose worker is stopped while the API answers.
-    tag = uuid.uuid4().hex[:8]
-    settings = pipeline.settings.model_copy(
-        update={
-            "events_topic": f"decisions-late.{tag}",
-            "consumer_group": f"decisions-late.{tag}",
-            "api_decision_wait_s": 0.3,
-        }
-    )
-    ensure_topics(settings)
+    settings = own_stream(pipeline.settings, "decisions-late", api_decision_wait_s=0.3)
     west, east = border
     a = _at(report(west, WEST, reporter="x1"), -600)
     b = _at(report(east, EAST, reporter="x2"), -599)

@@ -26,10 +26,10 @@ from pyproj import Transformer
 from shapely.geometry import MultiPolygon, Point, box
 
 from hub.api.factory import create_app
-from hub.bus.kafka import ensure_topics
 from hub.settings import Settings
 from hub.store.db import connect
 from tests.auth_helpers import parts, signed_in
+from tests.fusion_helpers import GENEROUS_LIMITS, own_stream
 from tests.test_incidents import (
     EAST,
     GEOD,
@@ -85,18 +85,7 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(base_settings: Settings, sf_communities: list[str], border: Any) -> World:  # noqa: F811
-    tag = uuid.uuid4().hex[:8]
-    settings = base_settings.model_copy(
-        update={
-            "events_topic": f"incidents-api.{tag}",
-            "dlq_topic": f"incidents-api-dlq.{tag}",
-            "consumer_group": f"incidents-api.{tag}",
-            "fusion_metrics_port": 0,
-            "rate_limit_per_s": 1000.0,
-            "rate_limit_burst": 1000,
-        }
-    )
-    ensure_topics(settings)
+    settings = own_stream(base_settings, "incidents-api", **GENEROUS_LIMITS)
     west, east = border
     w0, t0, f0 = (POLYS[n].representative_point() for n in (WEST, EAST, FAR))
     w, t, f = (w0.x, w0.y), (t0.x, t0.y), (f0.x, f0.y)

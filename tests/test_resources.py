@@ -29,7 +29,6 @@ from pyproj import Geod
 from shapely.geometry import MultiPolygon, shape
 
 from hub.api.factory import create_app
-from hub.bus.kafka import ensure_topics
 from hub.fusion.decode import SCHEMA, decode
 from hub.fusion.dlq import DETAIL, REASON
 from hub.fusion.resources import ResourceStage
@@ -39,7 +38,15 @@ from hub.store.resource_queries import greedy_cover
 from schemas.resource import parse_resource
 from tests.auth_helpers import LOOPBACK_PEER, bearer, register, signed_in, token_for
 from tests.conftest import DATA
-from tests.fusion_helpers import consume_all, fusion_stats, produce, running_worker, wait_until
+from tests.fusion_helpers import (
+    GENEROUS_LIMITS,
+    consume_all,
+    fusion_stats,
+    own_stream,
+    produce,
+    running_worker,
+    wait_until,
+)
 
 GEOD = Geod(ellps="WGS84")
 TAG = uuid.uuid4().hex[:8]
@@ -216,18 +223,7 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(base_settings: Settings, sf_communities: list[str]) -> World:
-    settings = base_settings.model_copy(
-        update={
-            "events_topic": f"resources.{TAG}",
-            "dlq_topic": f"resources-dlq.{TAG}",
-            "consumer_group": f"resources.{TAG}",
-            "fusion_incidents": True,
-            "fusion_metrics_port": 0,
-            "rate_limit_per_s": 1000.0,
-            "rate_limit_burst": 1000,
-        }
-    )
-    ensure_topics(settings)
+    settings = own_stream(base_settings, "resources", fusion_incidents=True, **GENEROUS_LIMITS)
     docs = {
         "need": statement(NEEDY, 1000, "needed"),
         "own_surplus": statement(NEEDY, 500),  # never offered to its own community

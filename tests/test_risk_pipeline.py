@@ -10,7 +10,6 @@ each test first puts the clocks of its pictures at its own start (``picture_at``
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
@@ -25,10 +24,10 @@ from shapely.geometry import MultiPolygon, Point
 
 from hub.api.factory import create_app
 from hub.bench.fusion_quality import TrueIncident, true_incidents
-from hub.bus.kafka import ensure_topics
 from hub.settings import Settings
 from hub.store.db import connect
 from tests.auth_helpers import signed_in
+from tests.fusion_helpers import GENEROUS_LIMITS, own_stream
 from tests.test_incidents import _polygons, report, run
 
 FIRE = "Twin Peaks"  # the fire of the decay test
@@ -44,19 +43,7 @@ POLYS = _polygons()
 @pytest.fixture(scope="module")
 def settings(base_settings: Settings) -> Settings:
     """Topics and a consumer group of this module's own (the database is the session's)."""
-    tag = uuid.uuid4().hex[:8]
-    settings = base_settings.model_copy(
-        update={
-            "events_topic": f"risk.{tag}",
-            "dlq_topic": f"risk-dlq.{tag}",
-            "consumer_group": f"risk.{tag}",
-            "fusion_metrics_port": 0,
-            "rate_limit_per_s": 1000.0,
-            "rate_limit_burst": 1000,
-        }
-    )
-    ensure_topics(settings)
-    return settings
+    return own_stream(base_settings, "risk", **GENEROUS_LIMITS)
 
 
 @pytest.fixture(scope="module")

@@ -27,14 +27,13 @@ from psycopg.rows import dict_row
 from pyproj import Transformer
 
 from hub.api.factory import create_app
-from hub.bus.kafka import ensure_topics
 from hub.fusion.stages import Batch
 from hub.fusion.thresholds import SHIPPED, warning_id
 from hub.fusion.warnings import WarningFlagStage
 from hub.settings import Settings
 from hub.store.db import connect
 from tests.auth_helpers import signed_in
-from tests.fusion_helpers import fusion_stats
+from tests.fusion_helpers import GENEROUS_LIMITS, fusion_stats, own_stream
 from tests.test_incidents import _polygons, incidents_of, run
 
 T = datetime.fromisoformat("2034-03-01T08:00:00-08:00")  # my own time window: one day a scenario
@@ -138,18 +137,7 @@ def world(
         + f'\n[communities."{OVERRIDE}".types.water_level]\nyellow = 0.10\norange = 0.20\n'
         + "red = 0.45\n"
     )
-    settings = base_settings.model_copy(
-        update={
-            "events_topic": f"warnings.{tag}",
-            "dlq_topic": f"warnings-dlq.{tag}",
-            "consumer_group": f"warnings.{tag}",
-            "fusion_metrics_port": 0,
-            "thresholds": thresholds,
-            "rate_limit_per_s": 1000.0,
-            "rate_limit_burst": 1000,
-        }
-    )
-    ensure_topics(settings)
+    settings = own_stream(base_settings, "warnings", thresholds=thresholds, **GENEROUS_LIMITS)
 
     def obs(
         name: str,

@@ -13,7 +13,6 @@ on incidents its own community reported (a neighbour may see, not rule on, anoth
 
 from __future__ import annotations
 
-import math
 import time
 import uuid
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Body, HTTPException, Path, Request, Security
+from fastapi import APIRouter, Body, Path, Request, Security
 from pydantic import BaseModel, Field
 from shapely.geometry import mapping, shape
 from sqlalchemy import TextClause, text
@@ -117,12 +116,7 @@ def _publish(request: Request, settings: SettingsDep, event: Event) -> None:
     try:
         event_producer(request.app).send([(event_key(event, settings.tile_zoom), event.to_json())])
     except BrokerUnavailable as exc:
-        retry_after = str(max(1, math.ceil(exc.retry_after_s)))
-        raise HTTPException(
-            503,
-            f"{exc}; the decision was not recorded (sending it again is safe)",
-            headers={"Retry-After": retry_after},
-        ) from None
+        raise exc.answer("the decision was not recorded (sending it again is safe)") from None
 
 
 # What shows that fusion applied a decision: its timeline entry; a split, the report pinned in

@@ -235,6 +235,11 @@ class BrokerUnavailable(Exception):
         super().__init__(f"the event log is unavailable; retry in {retry_after_s:.0f} s")
         self.retry_after_s = retry_after_s
 
+    def answer(self, consequence: str) -> HTTPException:
+        """The 503 to answer, with ``Retry-After``; ``consequence``: what was not done."""
+        retry_after = str(max(1, math.ceil(self.retry_after_s)))
+        return HTTPException(503, f"{self}; {consequence}", headers={"Retry-After": retry_after})
+
 
 class EventProducer:
     """The app's one KafkaProducer: created at first use (the API starts without a broker),
@@ -431,12 +436,7 @@ def post_events(
     try:
         event_producer(request.app).send(_records(events, settings.tile_zoom))
     except BrokerUnavailable as exc:
-        retry_after = str(max(1, math.ceil(exc.retry_after_s)))
-        raise HTTPException(
-            503,
-            f"{exc}; nothing was accepted (resending the same event ids is safe)",
-            headers={"Retry-After": retry_after},
-        ) from None
+        raise exc.answer("nothing was accepted (resending the same event ids is safe)") from None
     request.state.audit_rows = len(events)
     result = IngestResult(accepted=[e.event_id for e in events], rejected=rejected)
     return JSONResponse(result.model_dump(mode="json"), status_code=207 if rejected else 202)

@@ -31,11 +31,15 @@ class Batch:
     # The decoded batch as it was stored (``hub.fusion.decode`` columns plus community and grid
     # cell) and how many of its rows were new: when all were, a stage may read the batch from
     # the frame instead of the store. None for callers that only name the rows in fusion_new,
-    # and set to None by a stage that adds events of its own to fusion_new (derived alerts):
-    # the frame is then no longer the whole batch.
+    # and after a stage added events of its own (``added_events``).
     frame: pl.DataFrame | None = None
     stored: int = 0
     changed_incidents: set[uuid.UUID] = field(default_factory=set)  # rows rebuilt or closed
+
+    def added_events(self) -> None:
+        """A stage stored events of its own and noted them in fusion_new (derived alerts): the
+        frame is no longer all of the batch, so the stages after it read the store."""
+        self.frame = None
 
     @property
     def all_new(self) -> bool:

@@ -296,9 +296,7 @@ class ThresholdStage:
         counts.raised = len(outcome.raised)
         counts.stored = _insert_warnings(conn, outcome.raised)
         if counts.stored and batch is not None:
-            # The frame is no longer all the batch stored: the stages after this one must
-            # read the new events from the store (fusion_new), derived warnings included.
-            batch.frame = None
+            batch.added_events()
         _save_states(conn, outcome.tracks)
         return counts
 
