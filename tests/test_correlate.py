@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
+import polars as pl
 import pytest
+import shapely
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyproj import Geod
@@ -21,22 +24,25 @@ from shapely.geometry import Point, shape
 
 from hub.bench.workload import NEIGHBOURHOODS, Incident, sf_incidents
 from hub.fusion.correlate import (
+    NAMESPACE,
     SPHEROID_MARGIN,
     IncidentSummary,
     Report,
-    Span,
-    candidate_spans,
     cluster,
     could_link,
     distance_m,
+    esc,
     independent_sources,
     seed_id,
+    seed_texts,
     select_candidates,
     severity_of,
     source_key,
     successors,
     verification_state,
 )
+from hub.fusion.incidents import _escaped, _point_wkb, _source_keys
+from hub.fusion.links import candidate_spans, report_frame
 from hub.fusion.rules import SHIPPED, Rules, RulesError
 
 RULES = Rules.load()
@@ -317,13 +323,13 @@ def test_a_new_report_bridging_two_stored_incidents_merges_them() -> None:
         assert now == full[r.event_id]
 
 
-def _inside(r: Report, spans: Sequence[Span]) -> bool:
+def _inside(r: Report, spans: Sequence[dict[str, Any]]) -> bool:
     return any(
-        s.status == r.status
-        and s.event_type == r.event_type
-        and s.start <= r.observed_at <= s.end
-        and s.west <= r.lon <= s.east
-        and s.south <= r.lat <= s.north
+        s["status"] == r.status
+        and s["event_type"] == r.event_type
+        and s["start"] <= r.observed_at <= s["end"]
+        and s["west"] <= r.lon <= s["east"]
+        and s["south"] <= r.lat <= s["north"]
         for s in spans
     )
 
@@ -335,11 +341,11 @@ def test_candidate_spans_hold_every_report_that_could_link() -> None:
     kinds = ("fire", "smoke", "medical", "other", "suicide")
     stored = [rep(kinds[k % len(kinds)], at, minutes=(k * 7) % 240) for k, at in enumerate(places)]
     batch = [rep("fire", places[3], 100), rep("smoke", places[50], 130), rep("medical", places[9])]
-    spans = candidate_spans(RULES, batch)
+    spans = candidate_spans(RULES, report_frame(batch)).to_dicts()
     linking = select_candidates(stored, batch, RULES)
     assert linking  # the scenario has candidates to find
     assert all(_inside(r, spans) for r in linking)
-    assert {s.event_type for s in spans} == {
+    assert {s["event_type"] for s in spans} == {
         "fire",
         "smoke",
         "vehicle_fire",
@@ -351,9 +357,9 @@ def test_candidate_spans_hold_every_report_that_could_link() -> None:
 
 
 def test_candidate_spans_are_empty_when_nothing_links_by_proximity() -> None:
-    assert candidate_spans(RULES, [rep("other")]) == []
-    assert candidate_spans(RULES, [rep("fire", pinned=True)]) == []
-    assert candidate_spans(RULES, []) == []
+    assert candidate_spans(RULES, report_frame([rep("other")])).height == 0
+    assert candidate_spans(RULES, report_frame([rep("fire", pinned=True)])).height == 0
+    assert candidate_spans(RULES, report_frame([])).height == 0
 
 
 def test_conflicting_copies_of_one_event_are_refused() -> None:
@@ -613,3 +619,44 @@ def test_a_pair_may_name_a_type_without_an_entry(tmp_path: Path) -> None:
     )
     assert rules.limits("flood", "landslide") == (250, timedelta(minutes=20))
     assert rules.partners("flood") == {"flood", "landslide"}
+
+
+# --- the columnar arms agree with the model ---------------------------------------------------
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.uuids(), min_size=1, max_size=20), st.lists(st.booleans(), min_size=20),
+       st.integers(0, (1 << 48) - 1))  # fmt: skip
+def test_seed_texts_lay_out_the_uuid5_bits(ids: list[uuid.UUID], pins: list[bool], ms: int) -> None:
+    """The bulk layout equals the documented one, written from uuid5 without shortcuts."""
+    pinned = pins[: len(ids)]
+    got = seed_texts([str(i) for i in ids], pinned, np.full(len(ids), ms, dtype=np.int64))
+    for event_id, pin, text in zip(ids, pinned, got, strict=True):
+        u = uuid.uuid5(NAMESPACE, f"pinned:{event_id}" if pin else str(event_id)).int
+        want = (ms << 80) | (0x8 << 76) | (u & (0xFFF << 64)) | (0b10 << 62) | (u & ((1 << 62) - 1))
+        assert text == str(uuid.UUID(int=want))
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(max_size=12)), min_size=1, max_size=12))
+def test_escaping_in_bulk_equals_esc(values: list[str | None]) -> None:
+    got = _escaped(pl.Series(values, dtype=pl.String)).to_list()
+    assert got == [None if v is None else esc(v) for v in values]
+
+
+def test_source_keys_in_bulk_equal_source_key() -> None:
+    rows = pl.DataFrame(
+        {
+            "reporter": ["hmac-sha256:ab", None, "x y", None, "%41"],
+            "source_system": ["grid.a", "sensor/1", "app", "sf-311 hotline", "a:b"],
+            "community_id": ["Western Addition", None, None, "Mission", "Castro/Upper Market"],
+        }
+    )
+    want = [source_key(*row) for row in rows.iter_rows()]
+    assert _source_keys(rows).to_list() == want
+
+
+def test_point_wkb_in_bulk_equals_shapely() -> None:
+    lon, lat = pl.Series([-122.4194, 0.0, 179.9999999]), pl.Series([37.7793, -0.0, -89.5])
+    want = shapely.to_wkb(shapely.points(lon.to_numpy(), lat.to_numpy()), hex=True)
+    assert _point_wkb(lon, lat) == [w.lower() for w in want]

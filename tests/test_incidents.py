@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import polars as pl
 import pytest
 from psycopg.rows import dict_row
 from pyproj import Geod
@@ -23,10 +24,11 @@ from shapely.geometry import Point, shape
 
 from hub.bench.fusion_quality import generate, true_incidents
 from hub.fusion.correlate import Report, cluster, source_key
-from hub.fusion.incidents import copy_text
 from hub.fusion.rules import Rules
 from hub.settings import Settings
 from hub.store.db import connect
+from hub.store.frames import copy_frame
+from hub.store.stats import orphan_reports
 from tests.conftest import DATA
 from tests.fusion_helpers import fusion_stats, produce, running_worker, start_fusion, wait_until
 
@@ -259,6 +261,8 @@ def test_incidents_after_a_crash_equal_a_clean_run(
     assert got == expected
     merged = len(expected) - len(set(expected.values()))
     assert merged > 500, "the workload must exercise correlation"
+    with connect(settings) as conn:
+        assert orphan_reports(conn) == (0, 0)
 
 
 def decision(
@@ -317,18 +321,31 @@ def test_verify_refute_and_a_sticky_split(
     found = incidents_of(hub_settings, [a, b, update])
     assert found[update["event_id"]]["id"] == found[b["event_id"]]["id"]
     assert found[b["event_id"]]["reports"] == 2 and found[a["event_id"]]["reports"] == 2
+    with connect(hub_settings) as conn:  # merges, splits and cancels left no member behind
+        assert orphan_reports(conn) == (0, 0)
 
 
-def test_copy_text_round_trips_awkward_values(hub_settings: Settings) -> None:
-    awkward = ['Castro/Upper "Market"', "back\\slash", "tab\there", "line\nbreak", "é,{x}"]
-    row = (uuid.uuid4(), awkward[0], None, True, 1.5, T0, awkward)
+def test_copy_frame_round_trips_awkward_values(hub_settings: Settings) -> None:
+    awkward = ['Castro/Upper "Market"', "back\\slash", "tab\there", "line\nbreak", "é,{x}", ""]
+    frame = pl.DataFrame(
+        {
+            "id": [str(uuid.uuid4()), str(uuid.uuid4())],
+            "a": [awkward[0], awkward[1]],
+            "b": [None, ""],
+            "c": [True, False],
+            "d": [1.5, -2.0],
+            "e": [T0, T0],
+            "f": [awkward, []],
+        },
+        schema_overrides={"e": pl.Datetime("us", "UTC")},
+    )
     with connect(hub_settings) as conn, conn.transaction(force_rollback=True):
         conn.execute(
             "CREATE TEMP TABLE t (id uuid, a text, b text, c bool, d float8, e timestamptz,"
             " f text[])"
         )
-        with conn.cursor() as cur, cur.copy("COPY t FROM STDIN") as copy:
-            copy.write(copy_text([row, (uuid.uuid4(), *awkward[1:3], False, -2, T0, [])]))
-        got = conn.execute("SELECT * FROM t ORDER BY c DESC").fetchall()
-    assert got[0] == (*row[:-1], awkward)
-    assert got[1][1:5] == (awkward[1], awkward[2], False, -2.0) and got[1][6] == []
+        with conn.cursor() as cur:
+            copy_frame(cur, "COPY t FROM STDIN (FORMAT csv)", frame)
+        got = conn.execute("SELECT a, b, c, d, e, f FROM t ORDER BY c DESC").fetchall()
+    assert got[0] == (awkward[0], None, True, 1.5, T0, awkward)
+    assert got[1] == (awkward[1], "", False, -2.0, T0, [])

@@ -341,7 +341,7 @@ def test_flags_change_only_what_changed(world: World) -> None:
     stage = WarningFlagStage(world.settings.neighbour_distance_m)
     with connect(world.settings) as conn, conn.transaction(force_rollback=True):
         assert (
-            stage.apply(conn, Batch(changed_incidents={incident["id"]})) == 0
+            stage.apply(conn, Batch(changed_incidents={str(incident["id"])})) == 0
         )  # already right: untouched
         seq = conn.execute("SELECT updated_seq FROM incident WHERE id = %s", (incident["id"],))
         assert seq.fetchone() == (incident["updated_seq"],)
@@ -349,7 +349,7 @@ def test_flags_change_only_what_changed(world: World) -> None:
             "UPDATE incident SET warning = false, neighbours = '{}' WHERE id = %s",
             (incident["id"],),
         )
-        assert stage.apply(conn, Batch(changed_incidents={incident["id"]})) == 1
+        assert stage.apply(conn, Batch(changed_incidents={str(incident["id"])})) == 1
         row = conn.execute(
             "SELECT warning, neighbours, updated_seq FROM incident WHERE id = %s",
             (incident["id"],),

@@ -51,6 +51,7 @@ from hub.fusion.correlate import Report, cluster
 from hub.fusion.rules import Rules
 from hub.settings import Settings
 from hub.store.db import connect
+from hub.store.stats import orphan_reports
 
 TARGETS = {
     "f1": Target(0.95, decimals=3),
@@ -82,6 +83,7 @@ class Drain:
     steady_eps: float | None
     wall_eps: float
     clusters: dict[str, tuple[str, str]]  # report_id -> ("hub", incident id); empty when off
+    orphans: tuple[int, int] = (0, 0)  # members without their event / incident (must be none)
 
 
 def _drain(
@@ -110,9 +112,10 @@ def _drain(
         else None
     )
     clusters = _clusters(settings) if settings.fusion_incidents else {}
-    return Drain(
-        len(messages), stored, steady, len(messages) / (done.at - fusion.started), clusters
-    )
+    with connect(settings, autocommit=True) as conn:
+        orphans = orphan_reports(conn)
+    wall = len(messages) / (done.at - fusion.started)
+    return Drain(len(messages), stored, steady, wall, clusters, orphans)
 
 
 def _clusters(settings: Settings) -> dict[str, tuple[str, str]]:
@@ -144,6 +147,7 @@ def _quality(reports: Sequence[GeneratedReport], drain: Drain) -> dict[str, Any]
         "baseline": baseline,
         "f1_over_baseline": hub["f1"] - baseline["f1"],
         "stored": drain.stored,
+        "orphan_reports": list(drain.orphans),
     }
 
 
@@ -256,7 +260,10 @@ def _summarise(
         "f1_over_baseline": default["f1_over_baseline"] if default else None,
         "cost_ratio_pct": cost["ratio_pct"] if cost else None,
     }
-    checks = all(q["stored"] == q["hub"]["reports"] for q in quality.values())
+    checks = all(
+        q["stored"] == q["hub"]["reports"] and q["orphan_reports"] == [0, 0]
+        for q in quality.values()
+    )
     return {
         "bench": "fusion",
         "run": tag,
@@ -319,6 +326,12 @@ def _quality_rows(name: str, q: dict[str, Any]) -> list[Row]:
             "reports stored",
             f"{q['stored']:,} of {hub['reports']:,}",
             check=q["stored"] == hub["reports"],
+        ),
+        Row(
+            name,
+            "members without event / incident",
+            "{} / {}".format(*q["orphan_reports"]),
+            check=q["orphan_reports"] == [0, 0],
         ),
     ]
 

@@ -1,7 +1,11 @@
 """Correlation: which reports describe the same real-world incident, and what the incident is.
 
-Pure Python, no database: fusion fetches the stored reports a batch could link to, calls
-``cluster`` on them and the batch, and writes the result in its transaction.
+No database: fusion fetches the stored reports a batch could link to, clusters them with the
+batch, and writes the result in its transaction. This module is the model, stated on single
+reports (``Report``, ``could_link``, ``cluster``, ``IncidentSummary``); ``hub.fusion.links`` and
+``hub.fusion.summaries`` compute the same on polars frames of thousands of reports at once, and
+``cluster`` and ``IncidentSummary.build`` here are thin wrappers around them (so the properties
+tested on reports hold for the frames fusion uses).
 
 The model
 ---------
@@ -35,8 +39,8 @@ Incremental clustering (the invariant fusion relies on)
 Let S be the stored reports, already clustered (``prior``: event_id -> incident id), and B a new
 batch. Fetch the candidates C = the live, unpinned stored reports that could link to a live,
 unpinned report of B (``select_candidates`` is the reference; fusion fetches a superset, the
-stored reports inside ``candidate_spans``, plus those that ref a batch event id or are referenced
-by one). Then ``cluster(C + B, rules, prior)`` gives every report of C and B the id that
+stored reports inside ``links.candidate_spans``, plus those that ref a batch event id or are
+referenced by one). Then ``cluster(C + B, rules, prior)`` gives every report of C and B the id that
 ``cluster(S + B)`` gives it, and ``successors(prior, result)`` renames the stored incidents
 that merged (their members that were not fetched take the new id).
 
@@ -59,15 +63,16 @@ import hashlib
 import math
 import re
 import uuid
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from itertools import product
 from typing import Literal, get_args
 from urllib.parse import quote
 
-from hub.fusion.rules import Reach, Rules
+import numpy as np
+
+from hub.fusion.rules import Rules
 from schemas.event import Certainty, Severity, Status
 
 NAMESPACE = uuid.UUID("0b8f3d6e-7a41-5c2e-9f10-4d6a8c2b1e57")
@@ -82,7 +87,7 @@ SEVERITY_ORDER: tuple[str, ...] = ("Extreme", "Severe", "Moderate", "Minor", "Un
 CERTAINTY_ORDER: tuple[str, ...] = ("Observed", "Likely", "Possible", "Unlikely", "Unknown")
 _SEVERITY_RANK = {word: -i for i, word in enumerate(SEVERITY_ORDER)}  # higher = more severe
 _CERTAINTY_RANK = {word: -i for i, word in enumerate(CERTAINTY_ORDER)}
-_NOT_CREDIBLE = frozenset({"Unlikely", "Unknown"})
+NOT_CREDIBLE = frozenset({"Unlikely", "Unknown"})
 _STATUSES = frozenset(get_args(Status))
 
 
@@ -159,60 +164,46 @@ def could_link(a: Report, b: Report, rules: Rules) -> bool:
     return h <= _hav_limit(limits.distance_m)
 
 
-def _linkable(r: Report) -> bool:
-    return not (r.cancelled or r.pinned)
-
-
 # --- incident ids -----------------------------------------------------------------------------
 
 
 def seed_id(report: Report) -> uuid.UUID:
     """The id of an incident whose earliest member is ``report`` (see the module doc)."""
-    return _seed(report, _millis(report.observed_at.timestamp()))
+    ms = millis(report.observed_at.timestamp())
+    return uuid.UUID(seed_text(str(report.event_id), report.pinned, ms))
 
 
-def _millis(timestamp: float) -> int:
+def millis(timestamp: float) -> int:
+    """The millisecond of a seed (clipped to the 48 bits it has)."""
     return min(max(math.floor(timestamp * 1000), 0), (1 << 48) - 1)
 
 
-def _seed(report: Report, ms: int) -> uuid.UUID:
-    name = f"pinned:{report.event_id}" if report.pinned else str(report.event_id)
+def seed_text(event_id: str, pinned: bool, ms: int) -> str:
+    """``seed_id`` of a report given as its canonical id text and its millisecond."""
+    return seed_texts([event_id], [pinned], np.array([ms], dtype=np.int64))[0]
+
+
+def seed_texts(event_ids: Sequence[str], pinned: Sequence[bool], ms: np.ndarray) -> list[str]:
+    """``seed_text`` of many reports: one hash each, the bits laid out in bulk."""
+    names = (f"pinned:{e}" if p else e for e, p in zip(event_ids, pinned, strict=True))
     # uuid5's hash (SHA-1 of namespace + name), without building the intermediate UUID: only
     # bits that uuid5 leaves alone (it overwrites version and variant) are used.
-    digest = int.from_bytes(hashlib.sha1(NAMESPACE.bytes + name.encode()).digest()[:16])
+    ns = NAMESPACE.bytes
+    digest = b"".join(hashlib.sha1(ns + name.encode()).digest()[:16] for name in names)
+    out = np.frombuffer(digest, dtype=np.uint8).reshape(-1, 16).copy()
     # RFC 9562 UUIDv8 layout: 48 bits time | version 8 | 12 bits | variant 0b10 | 62 bits.
-    value = (ms << 80) | (0x8 << 76) | ((digest >> 64) & 0xFFF) << 64
-    value |= (0b10 << 62) | (digest & ((1 << 62) - 1))
-    return uuid.UUID(int=value)
+    out[:, :6] = ms.astype(">u8").view(np.uint8).reshape(-1, 8)[:, 2:]
+    out[:, 6] = 0x80 | (out[:, 6] & 0x0F)
+    out[:, 8] = 0x80 | (out[:, 8] & 0x3F)
+    h = out.tobytes().hex()
+    return [
+        f"{h[k : k + 8]}-{h[k + 8 : k + 12]}-{h[k + 12 : k + 16]}-{h[k + 16 : k + 20]}-"
+        + h[k + 20 : k + 32]
+        for k in range(0, len(h), 32)
+    ]
 
 
 # --- clustering -------------------------------------------------------------------------------
-
-
-class _UnionFind:
-    """Disjoint sets over 0..n-1: union by size, path halving (near-constant per operation)."""
-
-    __slots__ = ("parent", "size")
-
-    def __init__(self, n: int) -> None:
-        self.parent = list(range(n))
-        self.size = [1] * n
-
-    def find(self, i: int) -> int:
-        parent = self.parent
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    def union(self, i: int, j: int) -> None:
-        ri, rj = self.find(i), self.find(j)
-        if ri == rj:
-            return
-        if self.size[ri] < self.size[rj]:
-            ri, rj = rj, ri
-        self.parent[rj] = ri
-        self.size[ri] += self.size[rj]
 
 
 def cluster(
@@ -225,15 +216,18 @@ def cluster(
     ``prior`` maps stored reports to the incident they are in: reports sharing a prior id are
     one component already, and the incident id takes the prior ids into account, so the far
     members of a stored incident need not be passed (module doc). Prior entries of pinned and
-    cancelled reports are ignored.
+    cancelled reports are ignored. The work is ``links.cluster_frame``'s, on columns.
     """
-    live = [r for r in _unique(reports) if not r.cancelled]
-    pts = _Points.of(live)
-    sets = _UnionFind(len(live))
-    _link_by_proximity(live, pts, rules, sets)
-    _link_by_refs(live, sets)
-    _link_by_prior(live, prior or {}, sets)
-    return _name(live, pts, prior or {}, sets)
+    from hub.fusion.links import cluster_frame, report_frame  # it builds on this module
+
+    unique = _unique(reports)
+    frame = report_frame(unique, prior or {})
+    incidents = cluster_frame(frame, rules)
+    return {
+        r.event_id: uuid.UUID(incident)
+        for r, incident in zip(unique, incidents, strict=True)
+        if incident is not None
+    }
 
 
 def _unique(reports: Iterable[Report]) -> list[Report]:
@@ -245,54 +239,6 @@ def _unique(reports: Iterable[Report]) -> list[Report]:
         if other is not r and other != r:
             raise ValueError(f"two different reports with event_id {r.event_id}")
     return list(seen.values())
-
-
-def _link_by_refs(live: Sequence[Report], sets: _UnionFind) -> None:
-    index = {r.event_id: i for i, r in enumerate(live)}
-    for i, r in enumerate(live):
-        for j in (index[ref] for ref in r.refs if ref in index):
-            other = live[j]
-            if j != i and (other.status, other.pinned) == (r.status, r.pinned):
-                sets.union(i, j)
-
-
-def _link_by_prior(
-    live: Sequence[Report], prior: Mapping[uuid.UUID, uuid.UUID], sets: _UnionFind
-) -> None:
-    first: dict[uuid.UUID, int] = {}
-    for i, r in enumerate(live):
-        incident = None if r.pinned else prior.get(r.event_id)
-        if incident is not None:
-            sets.union(first.setdefault(incident, i), i)
-
-
-def _name(
-    live: Sequence[Report],
-    pts: _Points,
-    prior: Mapping[uuid.UUID, uuid.UUID],
-    sets: _UnionFind,
-) -> dict[uuid.UUID, uuid.UUID]:
-    """Each component's id: the smallest of its members' seeds and prior ids. Seeds order by
-    time first, so only the members observed in the component's first millisecond are hashed."""
-    ms = [_millis(t) for t in pts.t]
-    earliest: dict[int, list[int]] = {}
-    known: dict[int, uuid.UUID] = {}
-    for i, r in enumerate(live):
-        root = sets.find(i)
-        first = earliest.get(root)
-        if first is None or ms[i] < ms[first[0]]:
-            earliest[root] = [i]
-        elif ms[i] == ms[first[0]]:
-            first.append(i)
-        incident = None if r.pinned else prior.get(r.event_id)
-        if incident is not None and (root not in known or incident < known[root]):
-            known[root] = incident
-    names = {}
-    for root, tied in earliest.items():
-        name = min(_seed(live[i], ms[i]) for i in tied)
-        incident = known.get(root)
-        names[root] = incident if incident is not None and incident < name else name
-    return {r.event_id: names[sets.find(i)] for i, r in enumerate(live)}
 
 
 def successors(
@@ -313,226 +259,7 @@ def successors(
     return {old: frozenset(new) for old, new in out.items()}
 
 
-# --- the spatio-temporal grid -----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Points:
-    """Per-report coordinates in the form the inner loop wants (radians, seconds)."""
-
-    t: list[float]
-    phi: list[float]
-    lam: list[float]
-    cos: list[float]
-
-    @classmethod
-    def of(cls, live: Sequence[Report]) -> _Points:
-        phi = [math.radians(r.lat) for r in live]
-        return cls(
-            [r.observed_at.timestamp() for r in live],
-            phi,
-            [math.radians(r.lon) for r in live],
-            [math.cos(p) for p in phi],
-        )
-
-
-_CELL_SLACK = 1.0 + 1e-9
-
-
-@dataclass(frozen=True, slots=True)
-class _Grid:
-    """Cells at least as large as the pair's limits, so linked reports are in the same or in
-    neighbouring cells: latitude rows of D/R radians (no path between two latitudes is
-    shorter than the meridian), longitude columns wide enough at the group's highest latitude
-    (from the haversine bound, wrapping at the antimeridian), time slices of the window."""
-
-    dphi: float
-    dlam: float  # 0: one column (cells would be too wide to help, e.g. near the poles)
-    columns: int
-    dt: float
-
-    @classmethod
-    def for_pair(cls, reach: Reach, indices: Iterable[int], pts: _Points) -> _Grid:
-        # A hair larger than the limits, so rounding in a cell index can never skip a cell.
-        half = reach.distance_m * _CELL_SLACK / (2.0 * EARTH_RADIUS_M)
-        lowest_cos = min((pts.cos[i] for i in indices), default=1.0)
-        ratio = math.sin(half) / lowest_cos if lowest_cos > 0 else 2.0
-        dlam = 2.0 * math.asin(ratio) if ratio < 1.0 else 0.0
-        columns = int(2.0 * math.pi / dlam) if dlam else 1
-        if columns < 3:  # with fewer, "left" and "right" neighbours would be the same column
-            dlam, columns = 0.0, 1
-        return cls(2.0 * half, dlam, columns, reach.window.total_seconds() * _CELL_SLACK)
-
-    def cell(self, i: int, pts: _Points) -> tuple[int, int, int]:
-        col = min(int((pts.lam[i] + math.pi) / self.dlam), self.columns - 1) if self.dlam else 0
-        return (math.floor(pts.phi[i] / self.dphi), col, math.floor(pts.t[i] / self.dt))
-
-    def offsets(self) -> list[tuple[int, int, int]]:
-        cols = (-1, 0, 1) if self.columns > 1 else (0,)
-        return [(a, b, c) for a, b, c in product((-1, 0, 1), cols, (-1, 0, 1))]
-
-    def neighbours(
-        self,
-        cell: tuple[int, int, int],
-        offsets: Iterable[tuple[int, int, int]],
-        cells: Mapping[tuple[int, int, int], list[int]],
-    ) -> Iterator[list[int]]:
-        """The non-empty cells at ``offsets`` from ``cell`` (columns wrap around the globe)."""
-        y, x, z = cell
-        columns = self.columns
-        for dy, dx, dz in offsets:
-            found = cells.get((y + dy, (x + dx) % columns, z + dz))
-            if found:
-                yield found
-
-    def bucket(self, indices: Iterable[int], pts: _Points) -> dict[tuple[int, int, int], list[int]]:
-        cells: defaultdict[tuple[int, int, int], list[int]] = defaultdict(list)
-        for i in indices:
-            cells[self.cell(i, pts)].append(i)
-        return cells
-
-
-def _link_by_proximity(
-    live: Sequence[Report], pts: _Points, rules: Rules, sets: _UnionFind
-) -> None:
-    groups: defaultdict[tuple[str, str], list[int]] = defaultdict(list)  # (status, type)
-    for i, r in enumerate(live):
-        if not r.pinned and rules.rule(r.event_type).correlate:
-            groups[(r.status, r.event_type)].append(i)
-    for a, b, reach in _type_pairs(groups, rules):
-        if a is b:
-            _self_join(a, reach, pts, sets)
-        else:
-            _cross_join(a, b, reach, pts, sets)
-
-
-def _type_pairs(
-    groups: Mapping[tuple[str, str], list[int]], rules: Rules
-) -> Iterator[tuple[list[int], list[int], Reach]]:
-    """Each compatible pair of (status, type) groups once, with the pair's limits."""
-    for (status, a), members in groups.items():
-        for b in sorted(rules.partners(a)):
-            other = groups.get((status, b))
-            reach = rules.limits(a, b)
-            if other is not None and reach is not None and a <= b:
-                yield members, (members if a == b else other), reach
-
-
-def _self_join(members: list[int], reach: Reach, pts: _Points, sets: _UnionFind) -> None:
-    grid = _Grid.for_pair(reach, members, pts)
-    cells = grid.bucket(members, pts)
-    # Half the neighbourhood: each pair of neighbouring cells is compared once.
-    forward = [off for off in grid.offsets() if off > (0, 0, 0)]
-    for cell, xs in cells.items():
-        _compare(xs, xs, reach, pts, sets, same=True)
-        for ys in grid.neighbours(cell, forward, cells):
-            _compare(xs, ys, reach, pts, sets, same=False)
-
-
-def _cross_join(a: list[int], b: list[int], reach: Reach, pts: _Points, sets: _UnionFind) -> None:
-    grid = _Grid.for_pair(reach, a + b, pts)
-    cells_b = grid.bucket(b, pts)
-    offsets = grid.offsets()
-    for cell, xs in grid.bucket(a, pts).items():
-        for ys in grid.neighbours(cell, offsets, cells_b):
-            _compare(xs, ys, reach, pts, sets, same=False)
-
-
-def _compare(
-    xs: list[int], ys: list[int], reach: Reach, pts: _Points, sets: _UnionFind, *, same: bool
-) -> None:
-    """Link every pair of ``xs`` x ``ys`` within the limits (``same``: xs is ys, pairs once).
-
-    The hot loop: locals only, cheap rejections (time, latitude) before the trigonometry, and
-    pairs already in one set are skipped (dense incidents would otherwise cost a sine each).
-    """
-    t, phi, lam, cos = pts.t, pts.phi, pts.lam, pts.cos
-    window = reach.window.total_seconds()
-    dphi = reach.distance_m / EARTH_RADIUS_M
-    limit = _hav_limit(reach.distance_m)
-    find, union, sin = sets.find, sets.union, math.sin
-    for n, i in enumerate(xs):
-        ti, phii, lami, cosi = t[i], phi[i], lam[i], cos[i]
-        for j in xs[n + 1 :] if same else ys:
-            if abs(t[j] - ti) > window or abs(phi[j] - phii) > dphi:
-                continue
-            if find(i) == find(j):
-                continue
-            s1 = sin((phi[j] - phii) * 0.5)
-            s2 = sin((lam[j] - lami) * 0.5)
-            if s1 * s1 + cosi * cos[j] * s2 * s2 <= limit:
-                union(i, j)
-
-
 # --- what the caller fetches ------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Span:
-    """Where stored reports of ``event_type`` that could link to the batch lie: observed in
-    [start, end], inside the box (degrees, WGS 84). The store answers it with one index range
-    scan on (status, event_type, observed_at), whatever the history behind it."""
-
-    status: str
-    event_type: str
-    start: datetime
-    end: datetime
-    west: float
-    south: float
-    east: float
-    north: float
-
-
-def candidate_spans(rules: Rules, reports: Iterable[Report]) -> list[Span]:
-    """A superset of the stored reports that may link by proximity to a live, unpinned report
-    of the batch: per stored type, the times and the box within the reach of the batch's
-    reports of a partner type, one span per run of reports close in time (a batch of a
-    backlog spans days: its reports' windows, not the days between them, are searched).
-    Empty when nothing in the batch links by proximity."""
-    groups: dict[tuple[str, str], list[Report]] = defaultdict(list)
-    for r in reports:
-        if _linkable(r):
-            groups[(r.status, r.event_type)].append(r)
-    spans: list[Span] = []
-    for (status, event_type), members in groups.items():
-        reach = rules.reach(event_type)
-        if reach is None:
-            continue
-        for run in _runs(members, 2 * reach.window.total_seconds()):
-            near = _near(status, run, reach)
-            spans += [replace(near, event_type=p) for p in sorted(rules.partners(event_type))]
-    return sorted(spans, key=lambda s: (s.status, s.event_type, s.start))
-
-
-def _runs(members: list[Report], gap_s: float) -> Iterator[list[Report]]:
-    """``members`` by time, cut where two follow each other more than ``gap_s`` apart."""
-    ordered = sorted(members, key=lambda r: r.observed_at)
-    start = 0
-    for i in range(1, len(ordered)):
-        if (ordered[i].observed_at - ordered[i - 1].observed_at).total_seconds() > gap_s:
-            yield ordered[start:i]
-            start = i
-    yield ordered[start:]
-
-
-def _near(status: str, members: Sequence[Report], reach: Reach) -> Span:
-    """The span within ``reach`` of any of ``members`` (box and time range of them all)."""
-    lats = [r.lat for r in members]
-    lons = [r.lon for r in members]
-    times = [r.observed_at for r in members]
-    dlat = math.degrees(reach.distance_m * SPHEROID_MARGIN / EARTH_RADIUS_M)
-    top = min(max(abs(min(lats)), abs(max(lats))) + dlat, 90.0)
-    dlon = min(dlat / max(math.cos(math.radians(top)), 1e-6), 360.0)
-    return Span(
-        status,
-        "",
-        min(times) - reach.window,
-        max(times) + reach.window,
-        min(lons) - dlon,
-        min(lats) - dlat,
-        max(lons) + dlon,
-        max(lats) + dlat,
-    )
 
 
 def select_candidates(
@@ -563,17 +290,17 @@ def source_key(
     if signed_sensor:
         if not reporter:
             raise ValueError("a signed sensor needs its sensor id (the reporter field)")
-        return f"k:{_esc(system)}:{_esc(reporter)}"
+        return f"k:{esc(system)}:{esc(reporter)}"
     if reporter:
-        return f"r:{_esc(community_id or '')}:{_esc(reporter)}"
-    return f"s:{_esc(system)}"
+        return f"r:{esc(community_id or '')}:{esc(reporter)}"
+    return f"s:{esc(system)}"
 
 
 _UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")  # what quote() leaves as it is
 
 
 @functools.lru_cache(maxsize=1 << 16)  # the same systems and reporters, batch after batch
-def _esc(part: str) -> str:
+def esc(part: str) -> str:
     return part if _UNRESERVED.fullmatch(part) else quote(part, safe="")
 
 
@@ -593,7 +320,7 @@ def severity_of(reports: Iterable[Report]) -> Severity:
     """The highest severity among credible live reports (certainty above Unlikely/Unknown);
     when none is credible, the highest overall; ``Unknown`` for none at all."""
     live = [r for r in reports if not r.cancelled]
-    credible = [r for r in live if r.certainty not in _NOT_CREDIBLE]
+    credible = [r for r in live if r.certainty not in NOT_CREDIBLE]
     pool = credible or live
     return max((r.severity for r in pool), key=_SEVERITY_RANK.__getitem__, default="Unknown")
 
@@ -626,61 +353,31 @@ class IncidentSummary:
         reports: Iterable[Report],
         decision: Decision | None = None,
     ) -> IncidentSummary:
-        """The summary of the live ``reports`` (cancelled ones are left out)."""
-        live = sorted((r for r in reports if not r.cancelled), key=_timeline)
-        if not live:
+        """The summary of the live ``reports`` (cancelled ones are left out); the work is
+        ``summaries.summarise``'s, on columns."""
+        import polars as pl
+
+        from hub.fusion.links import report_frame  # they build on this module
+        from hub.fusion.summaries import summarise
+
+        frame = report_frame(_unique(reports)).with_columns(
+            pl.lit(str(incident_id)).alias("incident"), pl.lit(None, pl.String).alias("category")
+        )
+        rows = summarise(frame).to_dicts()
+        if not rows:
             raise ValueError(f"incident {incident_id} has no live report")
-        if len(live) == 1:  # most incidents: the report's own words, without the tallies
-            return cls._of_one(incident_id, live[0], decision)
-        statuses = {r.status for r in live}
-        if len(statuses) > 1:
-            raise ValueError(f"incident {incident_id} mixes pictures {sorted(statuses)}")
-        sources = independent_sources(live)
+        (row,) = rows
         return cls(
             incident_id=incident_id,
-            status=live[0].status,
-            event_type=_main_type(live),
-            severity=severity_of(live),
-            certainty=max((r.certainty for r in live), key=_CERTAINTY_RANK.__getitem__),
-            first_observed_at=live[0].observed_at,
-            last_observed_at=max(r.observed_at for r in live),
-            communities=tuple(sorted({r.community_id for r in live if r.community_id})),
-            sources=sources,
-            verification=verification_state(sources, decision),
-            members=tuple(r.event_id for r in live),
-            points=tuple((r.lon, r.lat) for r in live),
+            status=row["status"],
+            event_type=row["event_type"],
+            severity=row["severity"],
+            certainty=row["certainty"],
+            first_observed_at=row["first_observed_at"],
+            last_observed_at=row["last_observed_at"],
+            communities=tuple(row["communities"]),
+            sources=row["sources"],
+            verification=verification_state(row["sources"], decision),
+            members=tuple(uuid.UUID(m) for m in row["members"]),
+            points=tuple(zip(row["lon"], row["lat"], strict=True)),
         )
-
-    @classmethod
-    def _of_one(
-        cls, incident_id: uuid.UUID, r: Report, decision: Decision | None
-    ) -> IncidentSummary:
-        return cls(
-            incident_id=incident_id,
-            status=r.status,
-            event_type=r.event_type,
-            severity=r.severity,
-            certainty=r.certainty,
-            first_observed_at=r.observed_at,
-            last_observed_at=r.observed_at,
-            communities=(r.community_id,) if r.community_id else (),
-            sources=1,
-            verification=verification_state(1, decision),
-            members=(r.event_id,),
-            points=((r.lon, r.lat),),
-        )
-
-
-def _timeline(r: Report) -> tuple[datetime, uuid.UUID]:
-    return (r.observed_at, r.event_id)
-
-
-def _main_type(live: Sequence[Report]) -> str:
-    """The most frequent type; ties go to the type with the most severe report, then by name."""
-    counts = Counter(r.event_type for r in live)
-    if len(counts) == 1:
-        return live[0].event_type
-    worst: dict[str, int] = {}
-    for r in live:
-        worst[r.event_type] = max(worst.get(r.event_type, -99), _SEVERITY_RANK[r.severity])
-    return min(counts, key=lambda t: (-counts[t], -worst[t], t))

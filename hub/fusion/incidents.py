@@ -4,24 +4,27 @@ transaction (so a crash or a replay gives the same incidents).
 Per batch:
 1. the new reports (events of kind incident/alert), and the cancels of earlier reports;
 2. the stored reports that could link to a new one (a superset: those inside
-   ``correlate.candidate_spans``, and refs in both directions), with the incident each is in
+   ``links.candidate_spans``, and refs in both directions), with the incident each is in
    (``prior``); correlation then needs nothing else (``correlate`` doc);
 3. incidents whose member was cancelled are re-clustered from all their live members;
-4. ``correlate.cluster``: the incident of every report; incidents that lost their id
+4. ``links.cluster_frame``: the incident of every report; incidents that lost their id
    (merged or renamed) move their other members and leave an alias;
-5. every touched incident's row is rebuilt from its live members (summary in Python, hull in
-   PostGIS), and the timeline records what happened.
+5. every touched incident's row is rebuilt from its live members (``summaries.summarise``,
+   hulls of points by shapely, others by PostGIS), and the timeline records what happened.
+
+Reports travel as polars frames (``links.REPORT_SCHEMA``, ids as canonical text) from the batch
+or the store to the rows written by COPY: a batch's thousands of reports never become Python
+objects one by one.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import orjson
@@ -30,35 +33,45 @@ import psycopg
 import shapely
 from psycopg.types.json import Jsonb
 
-from hub.fusion.correlate import (
-    IncidentSummary,
-    Report,
-    Span,
-    candidate_spans,
-    cluster,
-    source_key,
-    successors,
-)
+from hub.fusion.correlate import CERTAINTY_ORDER, SEVERITY_ORDER
+from hub.fusion.links import REPORT_SCHEMA, candidate_spans, cluster_frame, in_spans
 from hub.fusion.rules import Rules
 from hub.fusion.stages import Batch
+from hub.fusion.summaries import summarise
+from hub.store.frames import copy_frame, pg_array, pg_array_of, read_frame
 from schemas.event import DECISION_SOURCE
 
 log = logging.getLogger(__name__)
 
 REPORT_KINDS = ("incident", "alert")
+_ROW_KINDS = (*REPORT_KINDS, "cancel", "verification")
 
-# The columns a Report is built from (``_report``), for new and stored events alike.
-_REPORT_COLUMNS = """
-    e.event_id, e.event_type, e.status, e.observed_at,
+# The columns of an event as the stage reads it, from the batch or from the store.
+ROW_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
+    **{c: REPORT_SCHEMA[c] for c in ("event_id", "event_type", "status", "observed_at")},
+    **{c: REPORT_SCHEMA[c] for c in ("lon", "lat", "community_id")},
+    **{c: pl.String for c in ("reporter", "source_system", "source_connector")},
+    **{c: REPORT_SCHEMA[c] for c in ("severity", "certainty", "refs")},
+    "category": pl.String,
+    "kind": pl.String,
+    "plain_point": pl.Boolean,  # a 2D point: its representative point is itself
+}
+_NEW_SCHEMA = {**ROW_SCHEMA, "properties": pl.String}
+_STORED_SCHEMA = {**ROW_SCHEMA, "incident_id": pl.String, "pinned": pl.Boolean}
+_MEMBER_SCHEMA = {**_STORED_SCHEMA, "cancelled": pl.Boolean}
+
+# In the order of ROW_SCHEMA.
+_ROW_COLUMNS = """
+    e.event_id::text, e.event_type, e.status, e.observed_at,
     ST_X(ST_PointOnSurface(e.geom)) AS lon, ST_Y(ST_PointOnSurface(e.geom)) AS lat,
-    e.community_id, e.reporter, e.source_system, e.severity, e.certainty, e.refs,
-    e.category, e.kind, e.source_connector,
+    e.community_id, e.reporter, e.source_system, e.source_connector, e.severity, e.certainty,
+    e.refs::text[], e.category, e.kind,
     GeometryType(e.geom) = 'POINT' AND ST_NDims(e.geom) = 2 AS plain_point
 """
 
 _NEW = f"""
-SELECT {_REPORT_COLUMNS},
-    CASE WHEN e.kind = 'verification' THEN e.properties END AS properties  -- only they need it
+SELECT {_ROW_COLUMNS},
+    CASE WHEN e.kind = 'verification' THEN e.properties::text END  -- only they need it
 FROM fusion_new n JOIN event e ON e.event_id = n.event_id
 WHERE e.kind = ANY(%(kinds)s) OR e.kind IN ('cancel', 'verification')
 ORDER BY e.seq
@@ -74,7 +87,7 @@ WHERE i.id = coalesce((SELECT incident_id FROM incident_alias WHERE alias = %(id
 # scan of incident_report's reach index (LATERAL: a plan that cannot turn into a join of whole
 # tables, whatever the statistics say). Their events are read by key afterwards (``_BY_ID``).
 _IN_SPANS = """
-SELECT DISTINCT r.event_id, r.incident_id
+SELECT DISTINCT r.event_id::text, r.incident_id::text
 FROM unnest(%(status)s::text[], %(event_type)s::text[], %(start)s::timestamptz[],
             %(end)s::timestamptz[]) AS s(status, event_type, t0, t1)
 CROSS JOIN LATERAL (
@@ -86,26 +99,29 @@ CROSS JOIN LATERAL (
 """
 
 _BY_ID = f"""
-SELECT {_REPORT_COLUMNS} FROM event e WHERE e.event_id = ANY(%(ids)s::uuid[])
+SELECT {_ROW_COLUMNS} FROM event e WHERE e.event_id = ANY(%(ids)s::uuid[])
 """
 
 # Linked by refs, both ways: what the batch's reports update (by id), and stored reports that
 # update one of the batch's (sent before it: out of order). Two index scans (pkey, GIN on refs).
 _BY_REFS = f"""
-SELECT {_REPORT_COLUMNS}, r.incident_id, r.pinned
+SELECT {_ROW_COLUMNS}, r.incident_id::text, r.pinned
 FROM event e JOIN incident_report r ON r.event_id = e.event_id
-WHERE NOT r.cancelled AND e.event_id = ANY(%(refs)s)
+WHERE NOT r.cancelled AND e.event_id = ANY(%(refs)s::uuid[])
 UNION
-SELECT {_REPORT_COLUMNS}, r.incident_id, r.pinned
+SELECT {_ROW_COLUMNS}, r.incident_id::text, r.pinned
 FROM event e JOIN incident_report r ON r.event_id = e.event_id
-WHERE NOT r.cancelled AND e.refs <> '{{}}' AND e.refs && %(ids)s
+WHERE NOT r.cancelled AND e.refs <> '{{}}' AND e.refs && %(ids)s::uuid[]
 """
 
 _MEMBERS = f"""
-SELECT {_REPORT_COLUMNS}, r.incident_id, r.pinned, r.cancelled
+SELECT {_ROW_COLUMNS}, r.incident_id::text, r.pinned, r.cancelled
 FROM incident_report r JOIN event e ON e.event_id = r.event_id
-WHERE r.incident_id = ANY(%(ids)s)
+WHERE r.incident_id = ANY(%(ids)s::uuid[])
 """
+
+_PLAIN_POINT_WKB = "0101000000"  # little-endian WKB, type 1 without Z/M/SRID flags
+_PICTURES = ("actual", "exercise", "test")
 
 
 @dataclass
@@ -114,24 +130,7 @@ class IncidentCounts:
     created: int = 0
     merged: int = 0
     cancelled: int = 0
-    touched: set[uuid.UUID] = field(default_factory=set)
-
-
-def _report(row: dict[str, Any], **flags: bool) -> Report:
-    return Report(
-        event_id=row["event_id"],
-        event_type=row["event_type"],
-        status=row["status"],
-        observed_at=row["observed_at"],
-        lon=row["lon"],
-        lat=row["lat"],
-        community_id=row["community_id"],
-        source_key=source_key(row["reporter"], row["source_system"], row["community_id"]),
-        severity=row["severity"],
-        certainty=row["certainty"],
-        refs=tuple(row["refs"] or ()),
-        **flags,
-    )
+    touched: set[str] = field(default_factory=set)  # incident ids, canonical text
 
 
 @dataclass(frozen=True)
@@ -150,9 +149,9 @@ class Decision:
 
     @classmethod
     def of(cls, row: dict[str, Any]) -> Decision:
-        props = row.get("properties") or {}
+        props = orjson.loads(row["properties"]) if row.get("properties") else {}
         return cls(
-            event_id=row["event_id"],
+            event_id=uuid.UUID(row["event_id"]),
             decision=str(props.get("decision", "")),
             incident_id=_uuid(props.get("incident_id")),
             report_id=_uuid(props.get("event_id")),
@@ -194,16 +193,89 @@ def _current(conn: psycopg.Connection[Any], incident: uuid.UUID | None) -> uuid.
     return row[0] if row is not None else None
 
 
-def _reports(rows: Iterable[dict[str, Any]]) -> list[Report]:
-    """New reports; one that correlation refuses is stored as an event and left out of the
-    incidents (logged), never allowed to fail the batch and so stop the stream."""
-    out = []
-    for row in rows:
-        try:
-            out.append(_report(row))
-        except ValueError:
-            log.exception("event %s left out of the incidents", row["event_id"])
-    return out
+def as_reports(rows: pl.DataFrame) -> pl.DataFrame:
+    """Event rows as a report frame (with ``category`` and ``plain_point``); ``incident_id``,
+    ``pinned`` and ``cancelled`` come along when the rows have them. A row correlation cannot
+    take (not a picture, not CAP's words, not WGS 84) is left out of the incidents, logged,
+    never allowed to fail the batch and so stop the stream."""
+    have = rows.columns
+    frame = rows.with_columns(
+        _source_keys(rows),
+        (pl.col("pinned") if "pinned" in have else pl.lit(False)).alias("pinned"),
+        (pl.col("cancelled") if "cancelled" in have else pl.lit(False)).alias("cancelled"),
+        (pl.col("incident_id") if "incident_id" in have else pl.lit(None, pl.String)).alias(
+            "prior"
+        ),
+    ).select(*REPORT_SCHEMA, "category", "plain_point")
+    ok = (
+        pl.col("status").is_in(_PICTURES)
+        & pl.col("severity").is_in(SEVERITY_ORDER)
+        & pl.col("certainty").is_in(CERTAINTY_ORDER)
+        & pl.col("lat").is_between(-90.0, 90.0)
+        & pl.col("lon").is_between(-180.0, 180.0)
+        & pl.col("observed_at").is_not_null()
+    ).fill_null(False)
+    bad = frame.filter(~ok)
+    for event_id in bad["event_id"]:
+        log.error("event %s left out of the incidents: not a report correlation takes", event_id)
+    return frame.filter(ok) if bad.height else frame
+
+
+def _source_keys(rows: pl.DataFrame) -> pl.Series:
+    """``correlate.source_key`` of every row (no signed sensors yet: see the README)."""
+    reporter, system = _escaped(rows["reporter"]), _escaped(rows["source_system"])
+    community = _escaped(rows["community_id"].fill_null(""))
+    keys = pl.select(
+        pl.when(reporter.is_not_null())
+        .then(pl.lit("r:") + community + pl.lit(":") + reporter)
+        .otherwise(pl.lit("s:") + system)
+        .alias("source_key")
+    )
+    return keys["source_key"]
+
+
+def _escaped(values: pl.Series) -> pl.Series:
+    """``correlate.esc`` of every value, in bulk: each character outside the unreserved set
+    replaced by its percent-encoding, ``%`` first (the encodings bring ``%`` of their own)."""
+    reserved = values.str.extract_all(_RESERVED).explode().drop_nulls().unique().to_list()
+    for char in sorted(reserved, key=lambda c: c != "%"):
+        values = values.str.replace_all(char, quote(char, safe=""), literal=True)
+    return values
+
+
+_RESERVED = r"[^A-Za-z0-9_.~-]"  # what quote() escapes
+
+
+def _frame_rows(batch: Batch) -> pl.DataFrame | None:
+    """The rows ``_NEW`` would fetch, from the batch's frame, when every row was inserted and
+    every geometry is a plain 2D point (its representative point is then the point itself,
+    exactly as PostGIS gives it); None otherwise (the store is asked)."""
+    frame = batch.frame
+    if frame is None or not batch.all_new:
+        return None
+    if "geom_wkb" not in frame.columns or "lon" not in frame.columns:
+        return None
+    if not frame["geom_wkb"].str.starts_with(_PLAIN_POINT_WKB).all():
+        return None
+    refs = pl.col("refs").str.strip_chars("{}").str.split(",")
+    return (
+        frame.filter(pl.col("kind").is_in(_ROW_KINDS))
+        .sort("partition", "offset")
+        .with_columns(
+            pl.col("observed_at").str.to_datetime(
+                "%Y-%m-%dT%H:%M:%S%.f%:z", time_unit="us", time_zone="UTC"
+            ),
+            refs.list.eval(pl.element().filter(pl.element() != "")).alias("refs"),
+            pl.lit(True).alias("plain_point"),
+            pl.when(pl.col("kind") == "verification").then(pl.col("properties")),
+        )
+        .select(*_NEW_SCHEMA)
+    )
+
+
+_EMPTY_REPORTS = pl.DataFrame(
+    schema={**REPORT_SCHEMA, "category": pl.String, "plain_point": pl.Boolean}
+)
 
 
 class IncidentStage:
@@ -213,24 +285,13 @@ class IncidentStage:
 
     def __init__(self, rules: Rules) -> None:
         self.rules = rules
-        self._areal: set[uuid.UUID] = set()  # of the current batch
 
     def prepare(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute(_CREATE_STAGE)
 
-    def _fetch(
-        self, conn: psycopg.Connection[Any], sql: str, params: dict[str, Any]
-    ) -> list[dict[str, Any]]:
-        """Rows of reports; notes those whose geometry is more than a 2D point (the hull of
-        an incident with one of them is PostGIS's, not the hull of representative points)."""
-        rows = _fetch(conn, sql, params)
-        self._areal.update(r["event_id"] for r in rows if not r["plain_point"])
-        return rows
-
     def apply(self, conn: psycopg.Connection[Any], batch: Batch | None = None) -> IncidentCounts:
         """Call inside the batch's transaction, after its events were inserted and their ids
         put into ``fusion_new``."""
-        self._areal.clear()
         counts = self._apply(conn, batch)
         if batch is not None:
             batch.changed_incidents |= counts.touched
@@ -240,70 +301,72 @@ class IncidentStage:
         counts = IncidentCounts()
         rows = _frame_rows(batch) if batch is not None else None
         if rows is None:
-            rows = self._fetch(conn, _NEW, {"kinds": list(REPORT_KINDS)})
-        new = _reports([r for r in rows if r["kind"] in REPORT_KINDS])
-        cancelled_ids = [ref for r in rows if r["kind"] == "cancel" for ref in (r["refs"] or ())]
-        decisions = _decisions(r for r in rows if r["kind"] == "verification")
-        reclustered = self._cancel(conn, cancelled_ids, counts)
-        reclustered += self._split(conn, [d for d in decisions if d.decision == "split"], counts)
+            rows = read_frame(conn, _NEW, {"kinds": list(REPORT_KINDS)}, _NEW_SCHEMA)
+        new = as_reports(rows.filter(pl.col("kind").is_in(REPORT_KINDS)))
+        cancels = rows.filter(pl.col("kind") == "cancel")["refs"].explode().drop_nulls()
+        verdicts = rows.filter(pl.col("kind") == "verification")
+        decisions = _decisions(verdicts.to_dicts()) if verdicts.height else []
+        reclustered = pl.concat(
+            [
+                self._cancel(conn, cancels.to_list(), counts),
+                self._split(conn, [d for d in decisions if d.decision == "split"], counts),
+            ]
+        )
         judged = [d for d in decisions if d.decision in ("verified", "refuted")]
-        if not new and not reclustered:
+        if new.height == 0 and reclustered.height == 0:
             self._decide(conn, judged, counts)
             return counts
-        counts.reports = len(new)
-        prior, stored = self._candidates(conn, new)
+        counts.reports = new.height
+        stored = self._candidates(conn, new)
         new = _follow_pinned(new, stored)
-        members = {r.event_id: r for r in (*stored, *reclustered, *new)}
-        assignment = cluster(members.values(), self.rules, prior)
-        self._rename(conn, successors(prior, assignment), counts)
-        self._assign(conn, new, reclustered, assignment)
+        # Re-clustered members carry no prior: a cancelled bridge may split their incident.
+        members = pl.concat([stored, reclustered, new]).unique(
+            "event_id", keep="last", maintain_order=True
+        )
+        members = members.with_columns(cluster_frame(members, self.rules))
+        assigned = members.filter(pl.col("incident").is_not_null())
+        self._rename(conn, _successors(stored, assigned), counts)
+        arrived = set(new["event_id"].to_list())
+        self._assign(conn, assigned, arrived, set(reclustered["event_id"].to_list()))
         # Only incidents a new or re-clustered report is in, or that lost or gained an id,
         # changed: the other candidates were fetched as a superset and are left alone.
-        moved = (assignment[r.event_id] for r in (*new, *reclustered) if r.event_id in assignment)
-        counts.touched.update(moved)
-        fresh = {
-            i: reports
-            for i, reports in _fresh(assignment, members, prior).items()
-            if i in counts.touched
-        }
-        stale = counts.touched - fresh.keys()
-        categories = _categories(conn, rows, fresh)
-        arrived = {r.event_id for r in new}
-        brand_new = {
-            i for i, members in fresh.items() if all(r.event_id in arrived for r in members)
-        }
-        counts.created = self._rebuild(conn, stale, fresh, categories, brand_new)
+        moved = assigned.filter(pl.col("event_id").is_in(arrived | set(reclustered["event_id"])))
+        counts.touched.update(moved["incident"].unique().to_list())
+        # Incidents with a stored member may have members not in hand: rebuilt from the store.
+        with_stored = set(assigned.filter(pl.col("prior").is_not_null())["incident"].to_list())
+        fresh = assigned.filter(
+            pl.col("incident").is_in(list(counts.touched))
+            & ~pl.col("incident").is_in(list(with_stored))
+        )
+        stale = counts.touched - set(fresh["incident"].unique().to_list())
+        counts.created = self._rebuild(conn, stale, fresh, arrived)
         self._decide(conn, judged, counts)  # after the rebuild: a decision lands on the final ids
         return counts
 
     # --- the steps ----------------------------------------------------------------------
 
     def _cancel(
-        self, conn: psycopg.Connection[Any], ids: list[uuid.UUID], counts: IncidentCounts
-    ) -> list[Report]:
+        self, conn: psycopg.Connection[Any], ids: list[str], counts: IncidentCounts
+    ) -> pl.DataFrame:
         """Mark cancelled reports; return the live members of their incidents to re-cluster
         (without prior: a cancelled bridge may split an incident)."""
         if not ids:
-            return []
+            return _EMPTY_REPORTS
         hit = conn.execute(
             "UPDATE incident_report SET cancelled = true"
-            " WHERE event_id = ANY(%s) AND NOT cancelled RETURNING incident_id, event_id",
-            (ids,),
+            " WHERE event_id = ANY(%s::uuid[]) AND NOT cancelled RETURNING incident_id, event_id",
+            (pg_array(ids),),
         ).fetchall()
         counts.cancelled = len(hit)
-        incidents = sorted({incident for incident, _ in hit})
+        incidents = sorted({str(incident) for incident, _ in hit})
         for incident, event_id in hit:
             _timeline(conn, incident, "report_cancelled", event_id)
         counts.touched.update(incidents)
-        return [
-            _report(r, pinned=r["pinned"])
-            for r in self._fetch(conn, _MEMBERS, {"ids": incidents})
-            if not r["cancelled"]
-        ]
+        return self._live_members(conn, incidents)
 
     def _split(
         self, conn: psycopg.Connection[Any], splits: list[Decision], counts: IncidentCounts
-    ) -> list[Report]:
+    ) -> pl.DataFrame:
         """Pin each split-out report (its own incident from now on, never merged again
         automatically); return the live members of the incidents it left, to re-cluster."""
         incidents = []
@@ -320,13 +383,19 @@ class IncidentStage:
                 )
                 continue
             _timeline(conn, current, "report_split", d.report_id, d.detail())
-            incidents.append(current)
+            incidents.append(str(current))
         counts.touched.update(incidents)
-        return [
-            _report(r, pinned=r["pinned"])
-            for r in self._fetch(conn, _MEMBERS, {"ids": incidents})
-            if not r["cancelled"]
-        ]
+        return self._live_members(conn, incidents)
+
+    def _live_members(
+        self, conn: psycopg.Connection[Any], incidents: Sequence[str]
+    ) -> pl.DataFrame:
+        """The live members of ``incidents`` as reports without prior (to be re-clustered)."""
+        if not incidents:
+            return _EMPTY_REPORTS
+        rows = read_frame(conn, _MEMBERS, {"ids": pg_array(incidents)}, _MEMBER_SCHEMA)
+        live = rows.filter(~pl.col("cancelled")).drop("incident_id")
+        return as_reports(live)
 
     def _decide(
         self, conn: psycopg.Connection[Any], decisions: list[Decision], counts: IncidentCounts
@@ -344,32 +413,36 @@ class IncidentStage:
                 (d.decision, d.by, d.at, d.reason, current),
             )
             _timeline(conn, current, d.decision, d.event_id, d.detail())
-            counts.touched.add(current)
+            counts.touched.add(str(current))
 
-    def _candidates(
-        self, conn: psycopg.Connection[Any], new: Sequence[Report]
-    ) -> tuple[dict[uuid.UUID, uuid.UUID], list[Report]]:
+    def _candidates(self, conn: psycopg.Connection[Any], new: pl.DataFrame) -> pl.DataFrame:
         """A superset of the stored reports that may link to the batch (``correlate`` doc),
-        with the incident each is in."""
+        with the incident each is in (``prior``) and whether it is pinned."""
+        found: list[pl.DataFrame] = []
         spans = candidate_spans(self.rules, new)
-        rows: list[dict[str, Any]] = []
-        if spans:
-            fields = ("status", "event_type", "start", "end")
-            params = {f: [getattr(span, f) for span in spans] for f in fields}
-            found = dict(conn.execute(_IN_SPANS, params).fetchall())
-            if found:
-                events = self._fetch(conn, _BY_ID, {"ids": list(found)})
-                rows = [r | {"incident_id": found[r["event_id"]]} for r in _in_boxes(events, spans)]
-        if new:
-            refs = [ref for r in new for ref in r.refs]
-            rows += self._fetch(conn, _BY_REFS, {"refs": refs, "ids": [r.event_id for r in new]})
-        prior = {r["event_id"]: r["incident_id"] for r in rows}
-        return prior, [_report(r, pinned=r.get("pinned", False)) for r in rows]
+        if spans.height:
+            params = {c: pg_array_of(spans[c]) for c in ("status", "event_type", "start", "end")}
+            hits = dict(conn.execute(_IN_SPANS, params).fetchall())
+            if hits:
+                events = read_frame(conn, _BY_ID, {"ids": pg_array(hits)}, ROW_SCHEMA)
+                inside = in_spans(events, spans).with_columns(
+                    pl.col("event_id").replace_strict(hits).alias("incident_id"),
+                    pl.lit(False).alias("pinned"),
+                )
+                found.append(inside)
+        if new.height:
+            refs = new["refs"].explode().drop_nulls()
+            params = {"refs": pg_array(refs), "ids": pg_array(new["event_id"])}
+            found.append(read_frame(conn, _BY_REFS, params, _STORED_SCHEMA))
+        if not found:
+            return _EMPTY_REPORTS
+        stored = pl.concat(found).unique("event_id", keep="first", maintain_order=True)
+        return as_reports(stored)
 
     def _rename(
         self,
         conn: psycopg.Connection[Any],
-        moves: dict[uuid.UUID, frozenset[uuid.UUID]],
+        moves: dict[str, frozenset[str]],
         counts: IncidentCounts,
     ) -> None:
         """Incidents that lost their id: one successor = merged or renamed (members and
@@ -386,162 +459,92 @@ class IncidentStage:
     def _assign(
         self,
         conn: psycopg.Connection[Any],
-        new: Sequence[Report],
-        reclustered: Sequence[Report],
-        assignment: dict[uuid.UUID, uuid.UUID],
+        assigned: pl.DataFrame,
+        arrived: set[str],
+        reclustered: set[str],
     ) -> None:
-        joined = [r for r in new if r.event_id in assignment]
+        joined = assigned.filter(pl.col("event_id").is_in(arrived))
         # Members of an incident a cancel may have split: each goes to its piece.
-        moved = [(assignment[r.event_id], r.event_id) for r in reclustered]
+        moved = assigned.filter(pl.col("event_id").is_in(reclustered))
         with conn.cursor() as cur:
             # COPY: the batch's reports are new events, so no row can exist yet.
-            with cur.copy(_COPY_REPORTS) as copy:
-                copy.write(
-                    copy_text(
-                        (r.event_id, assignment[r.event_id], r.status, r.event_type,
-                         r.observed_at, r.pinned)
-                        for r in joined
-                    )
-                )  # fmt: skip
+            copy_frame(
+                cur,
+                _COPY_REPORTS,
+                joined.select("event_id", "incident", "status", "event_type", "observed_at",
+                              "pinned"),
+            )  # fmt: skip
             cur.executemany(
-                "UPDATE incident_report SET incident_id = %s WHERE event_id = %s", moved
+                "UPDATE incident_report SET incident_id = %s WHERE event_id = %s",
+                moved.select("incident", "event_id").rows(),
             )
 
     def _rebuild(
         self,
         conn: psycopg.Connection[Any],
-        stale: Iterable[uuid.UUID],
-        fresh: dict[uuid.UUID, list[Report]],
-        categories: dict[uuid.UUID, str],
-        brand_new: set[uuid.UUID],
+        stale: Iterable[str],
+        fresh: pl.DataFrame,
+        arrived: set[str],
     ) -> int:
         """Every touched incident's row from its live members: ``fresh`` ones from the members
-        in hand, ``stale`` ones (with stored members not fetched) from the store. ``brand_new``
-        incidents (all members arrived in this batch) cannot exist yet. Returns how many
+        in hand, ``stale`` ones (with stored members not fetched) from the store. Incidents
+        all of whose members arrived in this batch cannot exist yet. Returns how many
         incidents are new."""
         ids = sorted(stale)
-        by_incident: defaultdict[uuid.UUID, list[dict[str, Any]]] = defaultdict(list)
+        parts = [fresh]
         if ids:
-            for row in self._fetch(conn, _MEMBERS, {"ids": ids}):
-                by_incident[row["incident_id"]].append(row)
-        summaries, closed = [], []
-        for incident in ids:
-            rows = by_incident.get(incident, [])
-            live = [_report(r, pinned=r["pinned"]) for r in rows if not r["cancelled"]]
-            if not live:
-                closed.append(incident)
-                continue
-            categories.update((r["event_id"], r["category"]) for r in rows)
-            summaries.append(IncidentSummary.build(incident, live))
-        summaries += [IncidentSummary.build(i, reports) for i, reports in sorted(fresh.items())]
-        if closed:
-            conn.execute(
-                "UPDATE incident SET state = 'closed', updated_seq = nextval('incident_update_seq')"
-                " WHERE id = ANY(%s)",
-                (closed,),
-            )
-        named = [(s, _category(s, categories)) for s in summaries]
-        return _write_rows(conn, named, self._areal, brand_new)
+            rows = read_frame(conn, _MEMBERS, {"ids": pg_array(ids)}, _MEMBER_SCHEMA)
+            members = as_reports(rows).with_columns(pl.col("prior").alias("incident"))
+            live = members.filter(~pl.col("cancelled"))
+            closed = sorted(set(ids) - set(live["incident"].unique().to_list()))
+            if closed:
+                conn.execute(
+                    "UPDATE incident SET state = 'closed',"
+                    " updated_seq = nextval('incident_update_seq') WHERE id = ANY(%s)",
+                    (closed,),
+                )
+            parts.append(live.select(fresh.columns))
+        members = pl.concat(parts)
+        if members.height == 0:
+            return 0
+        plain = members.group_by("incident").agg(
+            pl.col("plain_point").all(), pl.col("event_id").is_in(list(arrived)).all().alias("new")
+        )
+        rows = summarise(members).join(plain, on="incident", maintain_order="left")
+        return _write_rows(conn, rows)
 
 
-def _in_boxes(rows: list[dict[str, Any]], spans: Sequence[Span]) -> list[dict[str, Any]]:
-    """The rows inside the box around the spans of their type (the time was the store's test;
-    one box per type keeps this linear, and a superset is all correlation needs)."""
-    boxes: dict[tuple[str, str], tuple[float, float, float, float]] = {}
-    for b in spans:
-        key = (b.status, b.event_type)
-        w, s, e, n = boxes.get(key, (b.west, b.south, b.east, b.north))
-        boxes[key] = (min(w, b.west), min(s, b.south), max(e, b.east), max(n, b.north))
-    out = []
-    for r in rows:
-        w, s, e, n = boxes[(r["status"], r["event_type"])]
-        if w <= r["lon"] <= e and s <= r["lat"] <= n:
-            out.append(r)
-    return out
-
-
-_ROW_KINDS = (*REPORT_KINDS, "cancel", "verification")
-_PLAIN_POINT_WKB = "0101000000"  # little-endian WKB, type 1 without Z/M/SRID flags
-
-
-def _frame_rows(batch: Batch) -> list[dict[str, Any]] | None:
-    """The rows ``_NEW`` would fetch, from the batch's frame, when every row was inserted and
-    every geometry is a plain 2D point (its representative point is then the point itself,
-    exactly as PostGIS gives it); None otherwise (the store is asked)."""
-    frame = batch.frame
-    if frame is None or not batch.all_new:
-        return None
-    if "geom_wkb" not in frame.columns or "lon" not in frame.columns:
-        return None
-    if not frame["geom_wkb"].str.starts_with(_PLAIN_POINT_WKB).all():
-        return None
-    picked = frame.filter(pl.col("kind").is_in(_ROW_KINDS)).sort(["partition", "offset"])
-    rows = picked.select(
-        "event_id", "event_type", "status", "observed_at", "lon", "lat", "community_id",
-        "reporter", "source_system", "source_connector", "severity", "certainty", "refs",
-        "category", "kind", "properties",
-    ).to_dicts()  # fmt: skip
-    for row in rows:
-        row["event_id"] = uuid.UUID(row["event_id"])
-        row["observed_at"] = datetime.fromisoformat(row["observed_at"])
-        row["refs"] = [uuid.UUID(ref) for ref in row["refs"][1:-1].split(",") if ref]
-        verdict = row["kind"] == "verification"
-        row["properties"] = orjson.loads(row["properties"]) if verdict else None
-        row["plain_point"] = True
-    return rows
-
-
-def _follow_pinned(new: list[Report], stored: Sequence[Report]) -> list[Report]:
+def _follow_pinned(new: pl.DataFrame, stored: pl.DataFrame) -> pl.DataFrame:
     """An update of a report an operator split out is pinned too: it joins that report's
     incident (by its refs) and never anything else."""
-    pinned = {r.event_id for r in stored if r.pinned}
+    pinned = stored.filter(pl.col("pinned"))["event_id"].to_list()
     if not pinned:
         return new
-    return [replace(r, pinned=True) if pinned.intersection(r.refs) else r for r in new]
+    follows = pl.col("refs").list.eval(pl.element().is_in(pinned)).list.any()
+    return new.with_columns((pl.col("pinned") | follows).alias("pinned"))
 
 
-def _categories(
-    conn: psycopg.Connection[Any],
-    rows: list[dict[str, Any]],
-    fresh: dict[uuid.UUID, list[Report]],
-) -> dict[uuid.UUID, str]:
-    """CAP categories of the fresh incidents' members: the batch's from its rows, stored ones
-    (re-clustered after a cancel or split) from the store."""
-    known = {r["event_id"]: r["category"] for r in rows}
-    missing = [r.event_id for reports in fresh.values() for r in reports if r.event_id not in known]
-    if missing:
-        found = conn.execute(
-            "SELECT event_id, category FROM event WHERE event_id = ANY(%s)", (missing,)
-        ).fetchall()
-        known.update(found)
-    return known
-
-
-def _fresh(
-    assignment: dict[uuid.UUID, uuid.UUID],
-    members: dict[uuid.UUID, Report],
-    prior: dict[uuid.UUID, uuid.UUID],
-) -> dict[uuid.UUID, list[Report]]:
-    """Incidents whose every member is in hand (none was in a stored incident that might have
-    more members): most of them, and they need no round trip to the store."""
-    groups: defaultdict[uuid.UUID, list[Report]] = defaultdict(list)
-    for event_id, incident in assignment.items():
-        groups[incident].append(members[event_id])
-    with_stored = {incident for event_id, incident in assignment.items() if event_id in prior}
-    return {i: reports for i, reports in groups.items() if i not in with_stored}
+def _successors(stored: pl.DataFrame, assigned: pl.DataFrame) -> dict[str, frozenset[str]]:
+    """``correlate.successors`` on frames: prior incidents that no longer exist -> the
+    incidents their clustered members are in now."""
+    alive = assigned["incident"].unique()
+    gone = (
+        stored.filter(pl.col("prior").is_not_null())
+        .select("event_id", "prior")
+        .join(assigned.select("event_id", "incident"), on="event_id")
+        .filter(~pl.col("prior").is_in(alive.implode()))
+        .group_by("prior")
+        .agg(pl.col("incident").unique())
+    )
+    return {old: frozenset(new) for old, new in gone.iter_rows()}
 
 
 # --- SQL helpers ------------------------------------------------------------------------------
 
 
-def _fetch(conn: psycopg.Connection[Any], sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        return cur.execute(sql, params).fetchall()
-
-
 def _timeline(
     conn: psycopg.Connection[Any],
-    incident: uuid.UUID,
+    incident: uuid.UUID | str,
     what: str,
     event_id: uuid.UUID | None = None,
     detail: dict[str, Any] | None = None,
@@ -554,7 +557,7 @@ def _timeline(
     )
 
 
-def _move(conn: psycopg.Connection[Any], old: uuid.UUID, new: uuid.UUID) -> None:
+def _move(conn: psycopg.Connection[Any], old: str, new: str) -> None:
     conn.execute("UPDATE incident_report SET incident_id = %s WHERE incident_id = %s", (new, old))
     conn.execute("UPDATE incident_timeline SET incident_id = %s WHERE incident_id = %s", (new, old))
     conn.execute("UPDATE incident_alias SET incident_id = %s WHERE incident_id = %s", (new, old))
@@ -610,12 +613,11 @@ ON CONFLICT (id) DO UPDATE SET
     updated_seq = EXCLUDED.updated_seq
 RETURNING (xmax = 0) AS created
 """
-
 # status, event_type and observed_at repeat the event's: the candidate search then reads one
-# narrow index of live reports (``_CANDIDATES``) instead of the whole event history.
+# narrow index of live reports (``_IN_SPANS``) instead of the whole event history.
 _COPY_REPORTS = (
     "COPY incident_report (event_id, incident_id, status, event_type, observed_at, pinned)"
-    " FROM STDIN"
+    " FROM STDIN (FORMAT csv)"
 )
 
 _INCIDENT_COLUMNS = (
@@ -623,119 +625,62 @@ _INCIDENT_COLUMNS = (
     " communities, first_observed_at, last_observed_at"
 )
 # updated_seq comes from the column's default (the sequence), state 'open' likewise.
-_COPY_INCIDENTS = f"COPY incident ({_INCIDENT_COLUMNS}, geom) FROM STDIN"
+_COPY_INCIDENTS = f"COPY incident ({_INCIDENT_COLUMNS}, geom) FROM STDIN (FORMAT csv)"
 
-_COPY_STAGE = f"COPY incident_stage ({_INCIDENT_COLUMNS}, members, geom) FROM STDIN"
+_COPY_STAGE = f"COPY incident_stage ({_INCIDENT_COLUMNS}, members, geom) FROM STDIN (FORMAT csv)"
+
+_ROW_FIELDS: list[pl.Expr | str] = [
+    pl.col("incident").alias("id"), "status", "category", "event_type", "severity", "certainty",
+    "verification", "sources", "reports", "communities", "first_observed_at", "last_observed_at",
+]  # fmt: skip
 
 
-def _category(summary: IncidentSummary, categories: dict[uuid.UUID, str]) -> str:
-    """The CAP category of the earliest member (event types are the hub's own words)."""
-    return next(categories[m] for m in summary.members if m in categories)
-
-
-def _hulls(summaries: Sequence[tuple[IncidentSummary, str]], areal: set[uuid.UUID]) -> list[Any]:
+def _hulls(rows: pl.DataFrame) -> pl.Series:
     """Each incident's geometry as hex WKB when its members are all 2D points (their point,
-    or their convex hull, as ST_ConvexHull gives it), else None (PostGIS builds it)."""
-    plain = [i for i, (s, _) in enumerate(summaries) if areal.isdisjoint(s.members)]
-    coords = [s.points for s, _ in (summaries[i] for i in plain)]
-    counts = np.fromiter((len(c) for c in coords), dtype=np.int64, count=len(coords))
-    flat = np.array([p for c in coords for p in c], dtype=float).reshape(-1, 2)
-    hulls = shapely.convex_hull(
-        shapely.multipoints(flat, indices=np.repeat(np.arange(len(coords)), counts))
-    )
-    out: list[Any] = [None] * len(summaries)
-    for i, wkb in zip(plain, shapely.to_wkb(hulls, hex=True), strict=True):
-        out[i] = wkb
-    return out
+    or their convex hull, as ST_ConvexHull gives it), else null (PostGIS builds it)."""
+    plain = rows["plain_point"].to_numpy()
+    single = plain & (rows["reports"].to_numpy() == 1)
+    several = plain & ~single
+    out = np.full(rows.height, None, dtype=object)
+    if single.any():
+        points = rows.filter(pl.Series(single))
+        out[single] = _point_wkb(points["lon"].list.first(), points["lat"].list.first())
+    if several.any():
+        hulls = rows.filter(pl.Series(several))
+        xy = np.column_stack([hulls["lon"].explode().to_numpy(), hulls["lat"].explode().to_numpy()])
+        which = np.repeat(np.arange(hulls.height), hulls["reports"].to_numpy())
+        out[several] = shapely.to_wkb(
+            shapely.convex_hull(shapely.multipoints(xy, indices=which)), hex=True
+        )
+    return pl.Series("geom", out, dtype=pl.String)
 
 
-def _write_rows(
-    conn: psycopg.Connection[Any],
-    summaries: Sequence[tuple[IncidentSummary, str]],
-    areal: set[uuid.UUID],
-    brand_new: set[uuid.UUID],
-) -> int:
-    """The incident rows: brand-new ones of plain points by COPY straight into the table (no
-    conflict is possible), the others staged by COPY and upserted in one statement (hulls
-    with areas by PostGIS). Returns how many incidents are new."""
-    if not summaries:
-        return 0
-    hulls = _hulls(summaries, areal)
-    direct = [
-        _row(s, category, hull)
-        for (s, category), hull in zip(summaries, hulls, strict=True)
-        if hull is not None and s.incident_id in brand_new
-    ]
-    staged = [
-        (*_row(s, category, None)[:-1], list(s.members), hull)
-        for (s, category), hull in zip(summaries, hulls, strict=True)
-        if hull is None or s.incident_id not in brand_new
-    ]
+def _point_wkb(lon: pl.Series, lat: pl.Series) -> list[str]:
+    """Hex WKB of 2D points, laid out in bulk (what shapely writes for a point, without a
+    geometry object per point): little-endian, type 1, x, y."""
+    n = lon.len()
+    wkb = np.empty((n, 21), dtype=np.uint8)
+    wkb[:, 0] = 1
+    wkb[:, 1:5] = np.frombuffer(np.uint32(1).astype("<u4").tobytes(), dtype=np.uint8)
+    wkb[:, 5:13] = lon.to_numpy().astype("<f8").view(np.uint8).reshape(n, 8)
+    wkb[:, 13:21] = lat.to_numpy().astype("<f8").view(np.uint8).reshape(n, 8)
+    text = wkb.tobytes().hex()
+    return [text[k : k + 42] for k in range(0, len(text), 42)]
+
+
+def _write_rows(conn: psycopg.Connection[Any], rows: pl.DataFrame) -> int:
+    """The incident rows (``summarise``'s, with ``plain_point`` and ``new``): brand-new ones of
+    plain points by COPY straight into the table (no conflict is possible), the others staged
+    by COPY and upserted in one statement (hulls with areas by PostGIS). Returns how many
+    incidents are new."""
+    rows = rows.with_columns(_hulls(rows))
+    straight = pl.col("new") & pl.col("geom").is_not_null()
+    direct, staged = rows.filter(straight), rows.filter(~straight)
     with conn.cursor() as cur:
-        if direct:
-            with cur.copy(_COPY_INCIDENTS) as copy:
-                copy.write(copy_text(direct))
-        if not staged:
-            return len(direct)
-        with cur.copy(_COPY_STAGE) as copy:
-            for row in staged:
-                copy.write_row(row)
+        copy_frame(cur, _COPY_INCIDENTS, direct.select(*_ROW_FIELDS, "geom"))
+        if staged.height == 0:
+            return direct.height
+        copy_frame(cur, _COPY_STAGE, staged.select(*_ROW_FIELDS, "members", "geom"))
         created = cur.execute(_UPSERT).fetchall()
         cur.execute("TRUNCATE incident_stage")  # a second batch in one transaction starts empty
-    return len(direct) + sum(1 for (new,) in created if new)
-
-
-# COPY's text format: backslash, tab and line breaks escaped; NULL as \N. Arrays as literals.
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def _copy_field(value: Any) -> str:
-    format_ = _FORMATS.get(type(value))
-    return format_(value) if format_ is not None else str(value).translate(_COPY_ESCAPES)
-
-
-def _copy_array(values: list[Any] | tuple[Any, ...]) -> str:
-    return ("{" + ",".join(_array_item(v) for v in values) + "}").translate(_COPY_ESCAPES)
-
-
-# By exact type (a dict lookup, not a chain of isinstance: ~10 fields a row, 10k rows a batch).
-_FORMATS: dict[type, Callable[[Any], str]] = {
-    uuid.UUID: str,  # hex and dashes: nothing to escape
-    int: str,
-    float: repr,
-    bool: lambda v: "t" if v else "f",
-    type(None): lambda _: "\\N",
-    datetime: datetime.isoformat,
-    list: _copy_array,
-    tuple: _copy_array,
-}
-
-
-def _array_item(value: Any) -> str:
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
-
-
-def copy_text(rows: Iterable[Sequence[Any]]) -> str:
-    """Rows as COPY text (uuids, text, numbers, bools, timestamps, flat arrays, None): one
-    string for one write, instead of a Python call per value (``Copy.write_row``)."""
-    return "".join("\t".join(map(_copy_field, row)) + "\n" for row in rows)
-
-
-def _row(s: IncidentSummary, category: str, hull: Any) -> tuple[Any, ...]:
-    """An incident row in the order of ``_COPY_INCIDENTS``."""
-    return (
-        s.incident_id,
-        s.status,
-        category,
-        s.event_type,
-        s.severity,
-        s.certainty,
-        s.verification,
-        s.sources,
-        len(s.members),
-        list(s.communities),
-        s.first_observed_at,
-        s.last_observed_at,
-        hull,
-    )
+    return direct.height + sum(1 for (new,) in created if new)

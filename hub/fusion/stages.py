@@ -16,7 +16,6 @@ changes nothing). Stages run in order and share a ``Batch``:
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -34,7 +33,7 @@ class Batch:
     # and after a stage added events of its own (``added_events``).
     frame: pl.DataFrame | None = None
     stored: int = 0
-    changed_incidents: set[uuid.UUID] = field(default_factory=set)  # rows rebuilt or closed
+    changed_incidents: set[str] = field(default_factory=set)  # ids of rows rebuilt or closed
 
     def added_events(self) -> None:
         """A stage stored events of its own and noted them in fusion_new (derived alerts): the

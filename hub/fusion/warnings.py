@@ -40,6 +40,7 @@ from hub.fusion.thresholds import (
     step,
     warning_id,
 )
+from hub.store.frames import pg_array
 
 log = logging.getLogger(__name__)
 
@@ -316,7 +317,7 @@ class WarningFlagStage:
         """After the incident stage; returns how many incidents' flags changed."""
         if batch is None or not batch.changed_incidents:
             return 0
-        params = {"ids": sorted(batch.changed_incidents), "distance": self.distance_m}
+        params = {"ids": pg_array(sorted(batch.changed_incidents)), "distance": self.distance_m}
         changed = conn.execute(_FLAGS, params).fetchall()
         with conn.cursor() as cur:
             cur.executemany(_SET_FLAGS, [(w, n, i) for i, w, n in changed])

@@ -173,21 +173,14 @@ class Incident(SQLModel, table=True):
 
 class IncidentReport(SQLModel, table=True):
     """Which event is in which incident (``pinned``: split out by an operator; ``cancelled``:
-    withdrawn by a cancel event)."""
+    withdrawn by a cancel event). Both ids reference rows fusion writes in the same
+    transaction, without foreign keys (migration 0007_report_keys says why)."""
 
     __tablename__ = "incident_report"
     __table_args__ = (Index("incident_report_incident", "incident_id"),)
 
-    event_id: uuid.UUID = Field(
-        sa_column=Column(UUID(as_uuid=True), ForeignKey("event.event_id"), primary_key=True)
-    )
-    incident_id: uuid.UUID = Field(
-        sa_column=Column(
-            UUID(as_uuid=True),
-            ForeignKey("incident.id", deferrable=True, initially="DEFERRED"),
-            nullable=False,
-        )
-    )
+    event_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), primary_key=True))
+    incident_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), nullable=False))
     pinned: bool = Field(sa_column=Column(Boolean, nullable=False, server_default=text("false")))
     cancelled: bool = Field(sa_column=Column(Boolean, nullable=False, server_default=text("false")))
     # the event's own, repeated for the candidate search (migration 0006_picture)

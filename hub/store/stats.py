@@ -35,3 +35,18 @@ def read_fusion_counters(conn: psycopg.Connection[Any], group_id: str) -> Fusion
         (group_id,),
     ).fetchone()
     return FusionCounters(*row) if row else FusionCounters()
+
+
+_ORPHANS = """
+SELECT count(*) FILTER (WHERE e.event_id IS NULL), count(*) FILTER (WHERE i.id IS NULL)
+FROM incident_report r
+LEFT JOIN event e ON e.event_id = r.event_id
+LEFT JOIN incident i ON i.id = r.incident_id
+"""
+
+
+def orphan_reports(conn: psycopg.Connection[Any]) -> tuple[int, int]:
+    """Incident members without their event, and without their incident: both must be 0
+    (fusion keeps the references without foreign keys, migration 0007_report_keys)."""
+    row = conn.execute(_ORPHANS).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)

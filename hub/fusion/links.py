@@ -1,0 +1,371 @@
+"""The incident graph on columns: every link of ``correlate.could_link`` among thousands of
+reports at once, and the incidents as its connected components, named as ``correlate`` says.
+
+``correlate`` holds the model (the link rule, seeds, the incremental invariant); this module is
+its fast arm. Per compatible pair of (picture, type) groups, a k-d tree over coordinates scaled
+so that the pair's limits become a unit box returns every pair that could link (a superset:
+latitude by the meridian bound, longitude by the haversine bound at the lowest cosine of the
+groups, time by the window; points near the antimeridian are also placed a turn away), numpy
+applies the exact test, and scipy labels the components of the proximity, refs and prior edges.
+
+Exactness: numpy's sine may differ from libm's in the last bit, so a pair whose haversine value
+lies within a hair of the limit is decided again by ``correlate._hav`` (math, the link rule's
+own expression). The result then equals the pairwise rule's exactly, which the property tests
+check against an all-pairs oracle.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
+
+from hub.fusion.correlate import (
+    EARTH_RADIUS_M,
+    SPHEROID_MARGIN,
+    Report,
+    _hav,
+    _hav_limit,
+    seed_texts,
+)
+from hub.fusion.rules import Reach, Rules
+
+# The columns a report frame has (``correlate.Report`` as columns); ``prior`` is the incident a
+# stored report is in (null for new ones). Ids are canonical uuid text, which orders as the uuids.
+REPORT_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
+    "event_id": pl.String,
+    "event_type": pl.String,
+    "status": pl.String,
+    "observed_at": pl.Datetime("us", "UTC"),
+    "lon": pl.Float64,
+    "lat": pl.Float64,
+    "community_id": pl.String,
+    "source_key": pl.String,
+    "severity": pl.String,
+    "certainty": pl.String,
+    "refs": pl.List(pl.String),
+    "pinned": pl.Boolean,
+    "cancelled": pl.Boolean,
+    "prior": pl.String,
+}
+
+_DEG = math.pi / 180.0  # as math.radians multiplies, to the bit
+_SLACK = 1e-6  # the unit box a hair larger: rounding in the scaling never loses a pair
+_BORDER = 1e-12  # relative: a haversine value this close to the limit is decided by math
+_MAX_MS = (1 << 48) - 1  # as correlate.millis clips
+
+
+def report_frame(
+    reports: Sequence[Report], prior: Mapping[uuid.UUID, uuid.UUID] | None = None
+) -> pl.DataFrame:
+    """Reports as a frame of ``REPORT_SCHEMA`` (for callers that hold Report objects)."""
+    prior = prior or {}
+    return pl.DataFrame(
+        {
+            "event_id": [str(r.event_id) for r in reports],
+            "event_type": [r.event_type for r in reports],
+            "status": [r.status for r in reports],
+            "observed_at": [r.observed_at for r in reports],
+            "lon": [r.lon for r in reports],
+            "lat": [r.lat for r in reports],
+            "community_id": [r.community_id for r in reports],
+            "source_key": [r.source_key for r in reports],
+            "severity": [r.severity for r in reports],
+            "certainty": [r.certainty for r in reports],
+            "refs": [[str(ref) for ref in r.refs] for r in reports],
+            "pinned": [r.pinned for r in reports],
+            "cancelled": [r.cancelled for r in reports],
+            "prior": [_text(prior.get(r.event_id)) for r in reports],
+        },
+        schema=REPORT_SCHEMA,
+    )
+
+
+def _text(value: uuid.UUID | None) -> str | None:
+    return None if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class _Points:
+    """Per-row coordinates as the link rule computes them (radians, seconds)."""
+
+    t: np.ndarray
+    phi: np.ndarray
+    lam: np.ndarray
+    cos: np.ndarray
+
+    @classmethod
+    def of(cls, reports: pl.DataFrame) -> _Points:
+        # datetime.timestamp() is microseconds / 10**6, correctly rounded: so is this.
+        t = reports["observed_at"].dt.epoch("us").to_numpy().astype(np.float64) / 1e6
+        phi = reports["lat"].to_numpy() * _DEG
+        return cls(t, phi, reports["lon"].to_numpy() * _DEG, np.cos(phi))
+
+
+def cluster_frame(reports: pl.DataFrame, rules: Rules) -> pl.Series:
+    """The incident id of every row (null for cancelled rows); rows have distinct event_ids.
+
+    The same as ``correlate.cluster`` on the rows as reports, with ``prior`` from the column.
+    """
+    n = reports.height
+    if n == 0:
+        return pl.Series("incident", [], dtype=pl.String)
+    pts = _Points.of(reports)
+    alive = ~reports["cancelled"].to_numpy()
+    edges = [
+        *_proximity_edges(reports, alive, pts, rules),
+        _ref_edges(reports, alive),
+        _prior_edges(reports, alive),
+    ]
+    i = np.concatenate([e[0] for e in edges])
+    j = np.concatenate([e[1] for e in edges])
+    graph = coo_matrix((np.ones(len(i), dtype=np.int8), (i, j)), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    return _names(reports, alive, pts, labels)
+
+
+Edges = tuple[np.ndarray, np.ndarray]
+
+
+def _proximity_edges(
+    reports: pl.DataFrame, alive: np.ndarray, pts: _Points, rules: Rules
+) -> Iterator[Edges]:
+    types = reports["event_type"]
+    correlating = {t for t in types.unique().to_list() if rules.rule(t).correlate}
+    linkable = alive & ~reports["pinned"].to_numpy() & types.is_in(list(correlating)).to_numpy()
+    groups = (
+        reports.select("status", "event_type")
+        .with_row_index("row")
+        .filter(pl.Series(linkable))
+        .group_by("status", "event_type")
+        .agg("row")
+    )
+    members = {(s, t): np.asarray(rows, dtype=np.int64) for s, t, rows in groups.iter_rows()}
+    for (status, a), rows_a in members.items():
+        for b in sorted(rules.partners(a)):
+            rows_b = members.get((status, b))
+            reach = rules.limits(a, b)
+            if rows_b is not None and reach is not None and a <= b:
+                yield _pairs(rows_a, rows_b, reach, pts, same=a == b)
+
+
+def _pairs(a: np.ndarray, b: np.ndarray, reach: Reach, pts: _Points, *, same: bool) -> Edges:
+    """The pairs of rows of ``a`` x ``b`` that link by proximity (``same``: a is b)."""
+    distance, window = reach.distance_m, reach.window.total_seconds()
+    dphi = distance / EARTH_RADIUS_M
+    both = a if same else np.concatenate([a, b])
+    lowest_cos = float(pts.cos[both].min())
+    ratio = math.sin(distance / (2.0 * EARTH_RADIUS_M)) / lowest_cos if lowest_cos > 0 else 2.0
+    dlam = 2.0 * math.asin(ratio) if ratio < 1.0 else math.inf
+    t0 = float(pts.t[both].min())
+
+    def scaled(rows: np.ndarray, turn: float = 0.0) -> np.ndarray:
+        cols = [pts.phi[rows] / dphi, (pts.t[rows] - t0) / window]
+        if math.isfinite(dlam):
+            cols.append((pts.lam[rows] + turn) / dlam)
+        return np.column_stack(cols)
+
+    rows_b, coords_b = b, scaled(b)
+    if math.isfinite(dlam):  # the antimeridian: points near it also a turn away
+        reach_lam = dlam * (1.0 + _SLACK)
+        west = b[pts.lam[b] < -math.pi + reach_lam]
+        east = b[pts.lam[b] > math.pi - reach_lam]
+        rows_b = np.concatenate([b, west, east])
+        coords_b = np.concatenate([coords_b, scaled(west, 2 * math.pi), scaled(east, -2 * math.pi)])
+    found = cKDTree(scaled(a)).sparse_distance_matrix(
+        cKDTree(coords_b), 1.0 + _SLACK, p=np.inf, output_type="ndarray"
+    )
+    i, j = a[found["i"]], rows_b[found["j"]]
+    keep = i < j if same else i != j
+    return _exact(i[keep], j[keep], distance, window, pts)
+
+
+def _exact(i: np.ndarray, j: np.ndarray, distance: float, window: float, pts: _Points) -> Edges:
+    """The candidate pairs that pass the link rule's test, in its own order of operations."""
+    t, phi, lam, cos = pts.t, pts.phi, pts.lam, pts.cos
+    near = (np.abs(t[j] - t[i]) <= window) & (np.abs(phi[j] - phi[i]) <= distance / EARTH_RADIUS_M)
+    i, j = i[near], j[near]
+    s1 = np.sin((phi[j] - phi[i]) * 0.5)
+    s2 = np.sin((lam[j] - lam[i]) * 0.5)
+    h = s1 * s1 + cos[i] * cos[j] * s2 * s2
+    limit = _hav_limit(distance)
+    ok = h <= limit
+    for k in np.flatnonzero(np.abs(h - limit) <= _BORDER * limit):
+        a, b = int(i[k]), int(j[k])
+        ok[k] = _hav(float(phi[a]), float(lam[a]), float(phi[b]), float(lam[b])) <= limit
+    return i[ok], j[ok]
+
+
+def _ref_edges(reports: pl.DataFrame, alive: np.ndarray) -> Edges:
+    """An update joins the live report it refs, when both are on the same side of a split."""
+    rows = reports.select("event_id", "status", "pinned", "refs").with_row_index("i")
+    live = rows.filter(pl.Series(alive))
+    refs = live.select("i", "status", "pinned", "refs").explode("refs").drop_nulls("refs")
+    if refs.height == 0:
+        return _no_edges()
+    targets = live.select(pl.col("i").alias("j"), "event_id", "status", "pinned")
+    linked = refs.join(
+        targets, left_on=["refs", "status", "pinned"], right_on=["event_id", "status", "pinned"]
+    ).filter(pl.col("i") != pl.col("j"))
+    return _edges(linked["i"], linked["j"])
+
+
+def _prior_edges(reports: pl.DataFrame, alive: np.ndarray) -> Edges:
+    """Stored reports of one prior incident are one component already."""
+    rows = (
+        reports.select("prior")
+        .with_row_index("i")
+        .filter(pl.Series(alive & ~reports["pinned"].to_numpy()) & pl.col("prior").is_not_null())
+    )
+    if rows.height == 0:
+        return _no_edges()
+    first = rows.with_columns(pl.col("i").min().over("prior").alias("first"))
+    return _edges(first["first"], first["i"])
+
+
+def _edges(i: pl.Series, j: pl.Series) -> Edges:
+    return i.to_numpy().astype(np.int64), j.to_numpy().astype(np.int64)
+
+
+def _no_edges() -> Edges:
+    return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+
+
+def _names(reports: pl.DataFrame, alive: np.ndarray, pts: _Points, labels: np.ndarray) -> pl.Series:
+    """Each component's id: the smallest of its members' seeds and prior ids. Seeds order by
+    time first, so only the members observed in the component's first millisecond are hashed."""
+    ms = np.clip(np.floor(pts.t * 1000.0), 0, _MAX_MS).astype(np.int64)
+    frame = (
+        reports.select("event_id", "pinned", "prior")
+        .with_columns(pl.Series("label", labels), pl.Series("ms", ms))
+        .filter(pl.Series(alive))
+    )
+    earliest = frame.filter(pl.col("ms") == pl.col("ms").min().over("label"))
+    texts = seed_texts(
+        earliest["event_id"].to_list(), earliest["pinned"].to_list(), earliest["ms"].to_numpy()
+    )
+    seeds = pl.Series("seed", texts, dtype=pl.String)
+    by_seed = earliest.with_columns(seeds).group_by("label").agg(pl.col("seed").min())
+    by_prior = (
+        frame.filter(~pl.col("pinned") & pl.col("prior").is_not_null())
+        .group_by("label")
+        .agg(pl.col("prior").min())
+    )
+    names = by_seed.join(by_prior, on="label", how="left").select(
+        "label", pl.min_horizontal("seed", "prior").alias("incident")
+    )
+    out = (
+        pl.DataFrame({"label": labels, "alive": alive})
+        .join(names, on="label", how="left", maintain_order="left")
+        .select(pl.when(pl.col("alive")).then(pl.col("incident")).alias("incident"))
+    )
+    return out["incident"]
+
+
+# --- what the caller fetches ------------------------------------------------------------------
+
+
+def candidate_spans(rules: Rules, reports: pl.DataFrame) -> pl.DataFrame:
+    """A superset of the stored reports that may link by proximity to a live, unpinned report
+    of ``reports`` (a report frame): per stored type, the times and the box within the reach
+    of the batch's reports of a partner type, one span per run of reports close in time (a
+    batch of a backlog spans days: its reports' windows, not the days between them, are
+    searched). Empty when nothing in the batch links by proximity.
+
+    A span says where stored reports of ``event_type`` that could link to the batch lie:
+    observed in [start, end], inside the box west, south, east, north (degrees, WGS 84). The
+    store answers it with one index range scan on (status, event_type, observed_at), whatever
+    the history behind it. Ordered by status, event_type, start."""
+    linkable = reports.filter(~pl.col("pinned") & ~pl.col("cancelled"))
+    reaches = {t: rules.reach(t) for t in linkable["event_type"].unique().to_list()}
+    limits = _limits(rules, {t: r for t, r in reaches.items() if r is not None})
+    t = pl.col("observed_at").dt.epoch("us") / 1e6
+    top = pl.max_horizontal(pl.col("south").abs(), pl.col("north").abs()) + pl.col("dlat")
+    dlon = pl.min_horizontal(
+        pl.col("dlat") / pl.max_horizontal(pl.min_horizontal(top, 90.0).radians().cos(), 1e-6),
+        360.0,
+    )
+    runs = (
+        linkable.join(limits, on="event_type")
+        .sort("status", "event_type", "observed_at")
+        .with_columns(
+            ((t - t.shift(1)) > 2 * pl.col("window_s"))
+            .fill_null(False)
+            .cum_sum()
+            .over("status", "event_type")
+            .alias("run")
+        )
+        .group_by("status", "event_type", "run")
+        .agg(
+            (pl.col("observed_at").min() - pl.col("window").first()).alias("start"),
+            (pl.col("observed_at").max() + pl.col("window").first()).alias("end"),
+            pl.col("lon").min().alias("west"),
+            pl.col("lat").min().alias("south"),
+            pl.col("lon").max().alias("east"),
+            pl.col("lat").max().alias("north"),
+            pl.col("dlat").first(),
+            pl.col("partners").first(),
+        )
+        .with_columns(dlon.alias("dlon"))
+    )
+    return (
+        runs.explode("partners")
+        .select(
+            "status",
+            pl.col("partners").alias("event_type"),
+            "start",
+            "end",
+            pl.col("west") - pl.col("dlon"),
+            pl.col("south") - pl.col("dlat"),
+            pl.col("east") + pl.col("dlon"),
+            pl.col("north") + pl.col("dlat"),
+        )
+        .sort("status", "event_type", "start")
+    )
+
+
+def _limits(rules: Rules, reaches: Mapping[str, Reach]) -> pl.DataFrame:
+    """Per event type: its reach (window, and the latitude margin of its distance on the
+    spheroid) and the types it may link to."""
+    return pl.DataFrame(
+        {
+            "event_type": list(reaches),
+            "window": [r.window for r in reaches.values()],
+            "window_s": [r.window.total_seconds() for r in reaches.values()],
+            "dlat": [
+                math.degrees(r.distance_m * SPHEROID_MARGIN / EARTH_RADIUS_M)
+                for r in reaches.values()
+            ],
+            "partners": [sorted(rules.partners(t)) for t in reaches],
+        },
+        schema={
+            "event_type": pl.String,
+            "window": pl.Duration("us"),
+            "window_s": pl.Float64,
+            "dlat": pl.Float64,
+            "partners": pl.List(pl.String),
+        },
+    )
+
+
+def in_spans(rows: pl.DataFrame, spans: pl.DataFrame) -> pl.DataFrame:
+    """The rows inside the box around the spans of their type (the time was the store's test;
+    one box per type keeps this linear, and a superset is all correlation needs)."""
+    boxes = spans.group_by("status", "event_type").agg(
+        pl.col("west", "south").min(), pl.col("east", "north").max()
+    )
+    inside = pl.col("lon").is_between(pl.col("west"), pl.col("east")) & pl.col("lat").is_between(
+        pl.col("south"), pl.col("north")
+    )
+    return (
+        rows.join(boxes, on=["status", "event_type"])
+        .filter(inside)
+        .drop("west", "south", "east", "north")
+    )
