@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -250,9 +250,13 @@ def _frame_rows(batch: Batch) -> pl.DataFrame | None:
     """The rows ``_NEW`` would fetch, from the batch's frame, when every row was inserted and
     every geometry is a plain 2D point (its representative point is then the point itself,
     exactly as PostGIS gives it); None otherwise (the store is asked)."""
-    frame = batch.frame
-    if frame is None or not batch.all_new:
+    if batch.frame is None or not batch.all_new:
         return None
+    return _rows_of(batch.frame)
+
+
+def _rows_of(frame: pl.DataFrame) -> pl.DataFrame | None:
+    """``_frame_rows`` of a frame as decoded, before it is known whether all of it is new."""
     if "geom_wkb" not in frame.columns or "lon" not in frame.columns:
         return None
     if not frame["geom_wkb"].str.starts_with(_PLAIN_POINT_WKB).all():
@@ -297,8 +301,49 @@ class IncidentStage:
             batch.changed_incidents |= counts.touched
         return counts
 
+    def plan(
+        self, frame: pl.DataFrame
+    ) -> Callable[[psycopg.Connection[Any]], Linked | None] | None:
+        """The correlation of the frame's reports with their stored candidates, to compute
+        beside the insert (``stages.Planning``). None when the batch needs the store first
+        (cancels, decisions, geometries other than points) or holds no reports. ``apply``
+        uses the plan only when every row of the frame was inserted and no stage added
+        events."""
+        kinds = frame["kind"]
+        if kinds.is_in(["cancel", "verification"]).any() or not kinds.is_in(REPORT_KINDS).any():
+            return None
+
+        def job(reader: psycopg.Connection[Any]) -> Linked | None:
+            rows = _rows_of(frame)
+            if rows is None:
+                return None
+            new = as_reports(rows)
+            return self._link(new, self._candidates(reader, new), _EMPTY_REPORTS, set())
+
+        return job
+
     def _apply(self, conn: psycopg.Connection[Any], batch: Batch | None) -> IncidentCounts:
         counts = IncidentCounts()
+        planned = batch.plans.get(self.name) if batch is not None and batch.all_new else None
+        if isinstance(planned, Linked):
+            linked = planned
+            counts.reports = linked.arrived_count
+        else:
+            found = self._link_batch(conn, batch, counts)
+            if found is None:
+                return counts
+            linked, judged = found
+        self._write(conn, linked, counts)
+        if not isinstance(planned, Linked):
+            self._decide(conn, judged, counts)  # after the rebuild: on the final ids
+        return counts
+
+    def _link_batch(
+        self, conn: psycopg.Connection[Any], batch: Batch | None, counts: IncidentCounts
+    ) -> tuple[Linked, list[Decision]] | None:
+        """Without a plan: the batch's rows (from the frame or the store), cancels and splits
+        applied, candidates read, correlation computed. None when only decisions were left
+        (applied here)."""
         rows = _frame_rows(batch) if batch is not None else None
         if rows is None:
             rows = read_frame(conn, _NEW, {"kinds": list(REPORT_KINDS)}, _NEW_SCHEMA)
@@ -315,9 +360,21 @@ class IncidentStage:
         judged = [d for d in decisions if d.decision in ("verified", "refuted")]
         if new.height == 0 and reclustered.height == 0:
             self._decide(conn, judged, counts)
-            return counts
+            return None
         counts.reports = new.height
         stored = self._candidates(conn, new)
+        return self._link(new, stored, reclustered, set(counts.touched)), judged
+
+    def _link(
+        self,
+        new: pl.DataFrame,
+        stored: pl.DataFrame,
+        reclustered: pl.DataFrame,
+        touched: set[str],
+    ) -> Linked:
+        """Correlation of the batch's reports with the stored candidates and the re-clustered
+        members, and what it changes; no database (a plan runs it beside the insert).
+        ``touched``: incidents already changed (by cancels and splits)."""
         new = _follow_pinned(new, stored)
         # Re-clustered members carry no prior: a cancelled bridge may split their incident.
         members = pl.concat([stored, reclustered, new]).unique(
@@ -325,23 +382,35 @@ class IncidentStage:
         )
         members = members.with_columns(cluster_frame(members, self.rules))
         assigned = members.filter(pl.col("incident").is_not_null())
-        self._rename(conn, _successors(stored, assigned), counts)
+        moves = _successors(stored, assigned)
         arrived = set(new["event_id"].to_list())
-        self._assign(conn, assigned, arrived, set(reclustered["event_id"].to_list()))
+        regrouped = set(reclustered["event_id"].to_list())
         # Only incidents a new or re-clustered report is in, or that lost or gained an id,
         # changed: the other candidates were fetched as a superset and are left alone.
-        moved = assigned.filter(pl.col("event_id").is_in(arrived | set(reclustered["event_id"])))
-        counts.touched.update(moved["incident"].unique().to_list())
+        moved = assigned.filter(pl.col("event_id").is_in(arrived | regrouped))
+        touched = touched | set(moved["incident"].unique().to_list())
+        touched.update(i for new_ids in moves.values() for i in new_ids)
         # Incidents with a stored member may have members not in hand: rebuilt from the store.
         with_stored = set(assigned.filter(pl.col("prior").is_not_null())["incident"].to_list())
         fresh = assigned.filter(
-            pl.col("incident").is_in(list(counts.touched))
-            & ~pl.col("incident").is_in(list(with_stored))
+            pl.col("incident").is_in(list(touched)) & ~pl.col("incident").is_in(list(with_stored))
         )
-        stale = counts.touched - set(fresh["incident"].unique().to_list())
-        counts.created = self._rebuild(conn, stale, fresh, arrived)
-        self._decide(conn, judged, counts)  # after the rebuild: a decision lands on the final ids
-        return counts
+        fresh_ids = set(fresh["incident"].unique().to_list())
+        return Linked(
+            assigned=assigned,
+            arrived=arrived,
+            regrouped=regrouped,
+            moves=moves,
+            touched=touched,
+            fresh=_incident_rows(fresh, arrived),
+            stale=touched - fresh_ids,
+        )
+
+    def _write(self, conn: psycopg.Connection[Any], linked: Linked, counts: IncidentCounts) -> None:
+        self._rename(conn, linked.moves, counts)
+        self._assign(conn, linked.assigned, linked.arrived, linked.regrouped)
+        counts.touched |= linked.touched
+        counts.created = self._rebuild(conn, linked.stale, linked.fresh, linked.arrived)
 
     # --- the steps ----------------------------------------------------------------------
 
@@ -448,13 +517,19 @@ class IncidentStage:
         """Incidents that lost their id: one successor = merged or renamed (members and
         timeline follow, the old id stays as an alias); several = split by a cancel (the
         re-clustered members already carry their new ids)."""
-        for old, new_ids in sorted(moves.items()):
+        merges = sorted((old, new) for old, new_ids in moves.items() if len(new_ids) == 1
+                        for new in new_ids)  # fmt: skip
+        for new_ids in moves.values():
             counts.touched.update(new_ids)
-            if len(new_ids) == 1:
-                (new,) = new_ids
-                _move(conn, old, new)
-                counts.merged += 1
-            conn.execute("DELETE FROM incident WHERE id = %s", (old,))
+        if merges:
+            params = {"old": pg_array(o for o, _ in merges), "new": pg_array(n for _, n in merges)}
+            for statement in _MERGES:
+                conn.execute(statement, params)
+            counts.merged += len(merges)
+        if moves:
+            conn.execute(
+                "DELETE FROM incident WHERE id = ANY(%s::uuid[])", (pg_array(sorted(moves)),)
+            )
 
     def _assign(
         self,
@@ -486,10 +561,9 @@ class IncidentStage:
         fresh: pl.DataFrame,
         arrived: set[str],
     ) -> int:
-        """Every touched incident's row from its live members: ``fresh`` ones from the members
-        in hand, ``stale`` ones (with stored members not fetched) from the store. Incidents
-        all of whose members arrived in this batch cannot exist yet. Returns how many
-        incidents are new."""
+        """Every touched incident's row from its live members: ``fresh`` rows computed from
+        the members in hand, ``stale`` ones (with stored members not fetched) from the store.
+        Returns how many incidents are new."""
         ids = sorted(stale)
         parts = [fresh]
         if ids:
@@ -500,18 +574,40 @@ class IncidentStage:
             if closed:
                 conn.execute(
                     "UPDATE incident SET state = 'closed',"
-                    " updated_seq = nextval('incident_update_seq') WHERE id = ANY(%s)",
-                    (closed,),
+                    " updated_seq = nextval('incident_update_seq') WHERE id = ANY(%s::uuid[])",
+                    (pg_array(closed),),
                 )
-            parts.append(live.select(fresh.columns))
-        members = pl.concat(parts)
-        if members.height == 0:
-            return 0
-        plain = members.group_by("incident").agg(
-            pl.col("plain_point").all(), pl.col("event_id").is_in(list(arrived)).all().alias("new")
-        )
-        rows = summarise(members).join(plain, on="incident", maintain_order="left")
-        return _write_rows(conn, rows)
+            parts.append(_incident_rows(live, arrived))
+        rows = pl.concat(parts)
+        return _write_rows(conn, rows) if rows.height else 0
+
+
+@dataclass(frozen=True)
+class Linked:
+    """What correlation decided for a batch, before anything of it is written."""
+
+    assigned: pl.DataFrame  # every clustered report (stored, re-clustered, new) with incident
+    arrived: set[str]  # the batch's reports
+    regrouped: set[str]  # re-clustered members (after a cancel or split)
+    moves: dict[str, frozenset[str]]  # incidents that lost their id -> their successors
+    touched: set[str]  # incidents a new or re-clustered report is in, and successors
+    fresh: pl.DataFrame  # rows of touched incidents whose members are all in hand
+    stale: set[str]  # touched incidents to rebuild from the store
+
+    @property
+    def arrived_count(self) -> int:
+        return len(self.arrived)
+
+
+def _incident_rows(members: pl.DataFrame, arrived: set[str]) -> pl.DataFrame:
+    """``summarise`` of the members, with whether all of an incident's members are 2D points
+    (``plain_point``) and all arrived in this batch (``new``: the incident cannot exist), and
+    the geometry of those of points (``geom``)."""
+    flags = members.group_by("incident").agg(
+        pl.col("plain_point").all(), pl.col("event_id").is_in(list(arrived)).all().alias("new")
+    )
+    rows = summarise(members).join(flags, on="incident", maintain_order="left")
+    return rows.with_columns(_hulls(rows))
 
 
 def _follow_pinned(new: pl.DataFrame, stored: pl.DataFrame) -> pl.DataFrame:
@@ -557,24 +653,29 @@ def _timeline(
     )
 
 
-def _move(conn: psycopg.Connection[Any], old: str, new: str) -> None:
-    conn.execute("UPDATE incident_report SET incident_id = %s WHERE incident_id = %s", (new, old))
-    conn.execute("UPDATE incident_timeline SET incident_id = %s WHERE incident_id = %s", (new, old))
-    conn.execute("UPDATE incident_alias SET incident_id = %s WHERE incident_id = %s", (new, old))
-    conn.execute(
-        "INSERT INTO incident_alias (alias, incident_id) VALUES (%s, %s)"
-        " ON CONFLICT (alias) DO UPDATE SET incident_id = EXCLUDED.incident_id",
-        (old, new),
-    )
-    # A decision on the merged-away incident survives when the survivor has none.
-    conn.execute(
-        "UPDATE incident n SET verification = o.verification, decided_by = o.decided_by,"
-        " decided_at = o.decided_at, decision_reason = o.decision_reason"
-        " FROM incident o WHERE n.id = %s AND o.id = %s AND n.decided_at IS NULL"
-        " AND o.decided_at IS NOT NULL",
-        (new, old),
-    )
-    _timeline(conn, new, "merged", None, {"from": str(old)})
+# Incidents merged into others (``%(old)s`` -> ``%(new)s``, by old id): members, timeline and
+# aliases follow, the old id becomes an alias, a decision on the merged-away incident survives
+# when the survivor has none (the first such, by old id), and the timeline records the merge.
+_MOVES = "SELECT * FROM unnest(%(old)s::uuid[], %(new)s::uuid[]) AS m(old, new)"
+_MERGES = (
+    f"UPDATE incident_report r SET incident_id = m.new FROM ({_MOVES}) m"
+    " WHERE r.incident_id = m.old",
+    f"UPDATE incident_timeline t SET incident_id = m.new FROM ({_MOVES}) m"
+    " WHERE t.incident_id = m.old",
+    f"UPDATE incident_alias a SET incident_id = m.new FROM ({_MOVES}) m"
+    " WHERE a.incident_id = m.old",
+    f"INSERT INTO incident_alias (alias, incident_id) SELECT old, new FROM ({_MOVES}) m"
+    " ORDER BY old ON CONFLICT (alias) DO UPDATE SET incident_id = EXCLUDED.incident_id",
+    f"""UPDATE incident n SET verification = o.verification, decided_by = o.decided_by,
+        decided_at = o.decided_at, decision_reason = o.decision_reason
+    FROM (SELECT DISTINCT ON (m.new) m.new, i.* FROM ({_MOVES}) m
+          JOIN incident i ON i.id = m.old WHERE i.decided_at IS NOT NULL
+          ORDER BY m.new, m.old) o
+    WHERE n.id = o.new AND n.decided_at IS NULL""",
+    "INSERT INTO incident_timeline (incident_id, at, what, event_id, detail)"
+    f" SELECT new, now(), 'merged', NULL, jsonb_build_object('from', old::text) FROM ({_MOVES}) m"
+    " ORDER BY old",
+)
 
 
 _CREATE_STAGE = """
@@ -669,11 +770,9 @@ def _point_wkb(lon: pl.Series, lat: pl.Series) -> list[str]:
 
 
 def _write_rows(conn: psycopg.Connection[Any], rows: pl.DataFrame) -> int:
-    """The incident rows (``summarise``'s, with ``plain_point`` and ``new``): brand-new ones of
-    plain points by COPY straight into the table (no conflict is possible), the others staged
-    by COPY and upserted in one statement (hulls with areas by PostGIS). Returns how many
-    incidents are new."""
-    rows = rows.with_columns(_hulls(rows))
+    """The incident rows (``_incident_rows``): brand-new ones of plain points by COPY
+    straight into the table (no conflict is possible), the others staged by COPY and upserted
+    in one statement (hulls with areas by PostGIS). Returns how many incidents are new."""
     straight = pl.col("new") & pl.col("geom").is_not_null()
     direct, staged = rows.filter(straight), rows.filter(~straight)
     with conn.cursor() as cur:

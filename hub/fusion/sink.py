@@ -12,13 +12,14 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import polars as pl
 import psycopg
 
 from geo.grids import H3_PREFIX
-from hub.fusion.stages import Batch, Stage
+from hub.fusion.stages import Batch, Planning, Stage
 from hub.store.grids import ensure_h3_cells
 
 log = logging.getLogger(__name__)
@@ -143,11 +144,18 @@ class PostgresSink:
         group_id: str,
         topic: str,
         stages: Sequence[Stage] = (),
+        reader: psycopg.Connection | None = None,
     ) -> None:
         self.conn = conn
+        # Autocommit, for the stages' plans to read while ``conn`` inserts (None: they read on
+        # ``conn`` before the insert).
+        self.reader = reader
         self.group_id = group_id
         self.topic = topic
         self.stages = tuple(stages)  # none: events only (benchmarks that pre-fill a store)
+        self._planning = [s for s in self.stages if isinstance(s, Planning)]
+        # The plans run here while this thread waits for PostgreSQL to insert the events.
+        self._planner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fusion-planner")
         self._insert_sql = _INSERT.format(noted=_NOTE_NEW if self.stages else "")
         # H3 cells known to be stored: their polygons are not built again for every batch.
         # Filled after commit only, so a rolled-back batch leaves nothing believed stored.
@@ -175,12 +183,12 @@ class PostgresSink:
         """Store the batch with its offsets and counters in one transaction; returns rows stored."""
         new_cells = self._new_h3_cells(frame)
         with self.conn.transaction(), self.conn.cursor() as cur:
-            stored = self._insert(cur, frame) if frame.height else 0
+            stored, plans = self._insert(cur, frame, self._planning) if frame.height else (0, {})
             # After _insert took the sequence lock: two workers naming the same new cell then
             # queue on that lock instead of deadlocking on each other's uncommitted cell rows.
             ensure_h3_cells(self.conn, new_cells)
             if stored:
-                batch = Batch(frame=frame, stored=stored)
+                batch = Batch(frame=frame, stored=stored, plans=plans)
                 for stage in self.stages:
                     stage.apply(self.conn, batch)
             cur.executemany(
@@ -201,14 +209,27 @@ class PostgresSink:
         h3_cells = cells.filter(cells.str.starts_with(H3_PREFIX)).to_list()
         return [c for c in h3_cells if c not in self._h3_stored]
 
-    def _insert(self, cur: psycopg.Cursor, frame: pl.DataFrame) -> int:
+    def _insert(
+        self, cur: psycopg.Cursor, frame: pl.DataFrame, planning: Sequence[Planning] = ()
+    ) -> tuple[int, dict[str, object]]:
+        """Insert the batch's events; returns how many were new, and the results of the
+        stages' plans, computed on the planner thread while PostgreSQL inserts."""
         with cur.copy(_COPY) as copy:
             copy.write(to_csv(frame))
         # Held to commit: with several fusion workers, ``seq`` values then become visible in
-        # order, so a reader paging by ``seq`` never skips a row that commits late.
+        # order, so a reader paging by ``seq`` never skips a row that commits late. The plans
+        # read the store after it too: they see every batch committed before this one.
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (EVENT_SEQ_LOCK,))
-        row = cur.execute(self._insert_sql).fetchone()
-        return int(row[0]) if row else 0
+        jobs = {s.name: job for s in planning if (job := s.plan(frame)) is not None}
+        if self.reader is None:  # one connection: the plans run first
+            plans = {name: job(self.conn) for name, job in jobs.items()}
+            row = cur.execute(self._insert_sql).fetchone()
+        else:
+            reader = self.reader
+            running = {name: self._planner.submit(job, reader) for name, job in jobs.items()}
+            row = cur.execute(self._insert_sql).fetchone()
+            plans = {name: future.result() for name, future in running.items()}
+        return (int(row[0]) if row else 0), plans
 
     def find_unstorable(self, frame: pl.DataFrame) -> dict[int, str]:
         """Rows PostgreSQL refuses (bad geometry, vanished community...): {idx: error}.
@@ -222,7 +243,7 @@ class PostgresSink:
                 for row in frame.iter_slices(1):
                     try:
                         with self.conn.transaction():
-                            self._insert(cur, row)
+                            self._insert(cur, row)  # no plans: nothing of it is kept
                     except psycopg.Error as exc:
                         bad[int(row["idx"][0])] = str(exc).splitlines()[0][:300]
         finally:

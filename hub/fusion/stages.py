@@ -12,12 +12,17 @@ changes nothing). Stages run in order and share a ``Batch``:
 3. warning flags: incidents with an alert are warnings, flagged to the communities near them;
 4. risk: the risk of the grid cells those incidents touch, and of cells whose risk decays;
 5. resources: per-community stock and needs.
+
+A stage may also ``plan``: read the store before the batch's events are inserted, and leave
+work on the frame that needs no database to run while PostgreSQL inserts them (the incident
+stage's correlation: the insert and the Python work then share the two cores).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import polars as pl
 import psycopg
@@ -34,6 +39,8 @@ class Batch:
     frame: pl.DataFrame | None = None
     stored: int = 0
     changed_incidents: set[str] = field(default_factory=set)  # ids of rows rebuilt or closed
+    # What each stage's plan computed beside the insert (``Stage.plan``), by stage name.
+    plans: dict[str, object] = field(default_factory=dict)
 
     def added_events(self) -> None:
         """A stage stored events of its own and noted them in fusion_new (derived alerts): the
@@ -54,3 +61,17 @@ class Stage(Protocol):
 
     def apply(self, conn: psycopg.Connection[Any], batch: Batch) -> object:
         """Inside the batch's transaction (what it returns is for its own tests)."""
+
+
+@runtime_checkable
+class Planning(Protocol):
+    """A stage that can start before the batch's events are stored."""
+
+    name: str
+
+    def plan(self, frame: pl.DataFrame) -> Callable[[psycopg.Connection[Any]], object] | None:
+        """The work this stage can do before the batch's events are stored, or None. The sink
+        runs it on a thread of its own while PostgreSQL inserts the events, after the
+        sequence lock was taken (so its reads see every batch committed before this one),
+        with a connection of its own (autocommit: reads only); the result goes to
+        ``Batch.plans``."""

@@ -70,6 +70,7 @@ class FusionWorker:
         self.conn = connect(settings, autocommit=True)
         # Loaded once: a bad rules file fails at start, and every batch uses the same rules.
         self.stages = build_stages(settings)
+        self.reader = self._new_reader()
         self.sink = self._new_sink()
         self.resolver = CommunityResolver(lambda: _fresh_index(settings))
         self.grids = GridResolver(
@@ -246,13 +247,21 @@ class FusionWorker:
 
     def _new_sink(self) -> PostgresSink:
         s = self.settings
-        return PostgresSink(self.conn, s.consumer_group, s.events_topic, self.stages)
+        return PostgresSink(self.conn, s.consumer_group, s.events_topic, self.stages, self.reader)
+
+    def _new_reader(self) -> psycopg.Connection | None:
+        """A second connection for the stages' plans (reads beside the insert), when there
+        are stages."""
+        return connect(self.settings, autocommit=True) if self.stages else None
 
     def _reconnect(self) -> None:
-        with contextlib.suppress(psycopg.Error):
-            self.conn.close()
+        for conn in (self.conn, self.reader):
+            with contextlib.suppress(psycopg.Error):
+                if conn is not None:
+                    conn.close()
         try:
             self.conn = connect(self.settings, autocommit=True)
+            self.reader = self._new_reader()
             self.sink = self._new_sink()
         except psycopg.OperationalError:
             log.debug("reconnect failed", exc_info=True)
@@ -306,7 +315,10 @@ class FusionWorker:
                 )
 
     def close(self) -> None:
-        for closer in (self.writer.close, self.consumer.close, self.dead.close, self.conn.close):
+        closers = [self.writer.close, self.consumer.close, self.dead.close, self.conn.close]
+        if self.reader is not None:
+            closers.append(self.reader.close)
+        for closer in closers:
             try:
                 closer()
             except Exception:  # closing is best effort; the data is already committed
