@@ -324,18 +324,17 @@ class IncidentStage:
 
     def _apply(self, conn: psycopg.Connection[Any], batch: Batch | None) -> IncidentCounts:
         counts = IncidentCounts()
+        judged: list[Decision]
         planned = batch.plans.get(self.name) if batch is not None and batch.all_new else None
-        if isinstance(planned, Linked):
-            linked = planned
-            counts.reports = linked.arrived_count
-        else:
-            found = self._link_batch(conn, batch, counts)
-            if found is None:
-                return counts
+        if isinstance(planned, Linked):  # a planned batch holds no decisions (``plan``)
+            linked, judged = planned, []
+            counts.reports = len(linked.arrived)
+        elif (found := self._link_batch(conn, batch, counts)) is not None:
             linked, judged = found
+        else:
+            return counts
         self._write(conn, linked, counts)
-        if not isinstance(planned, Linked):
-            self._decide(conn, judged, counts)  # after the rebuild: on the final ids
+        self._decide(conn, judged, counts)  # after the rebuild: a decision lands on the final ids
         return counts
 
     def _link_batch(
@@ -593,10 +592,6 @@ class Linked:
     touched: set[str]  # incidents a new or re-clustered report is in, and successors
     fresh: pl.DataFrame  # rows of touched incidents whose members are all in hand
     stale: set[str]  # touched incidents to rebuild from the store
-
-    @property
-    def arrived_count(self) -> int:
-        return len(self.arrived)
 
 
 def _incident_rows(members: pl.DataFrame, arrived: set[str]) -> pl.DataFrame:

@@ -165,6 +165,10 @@ class PostgresSink:
             for stage in self.stages:
                 stage.prepare(conn)
 
+    def close(self) -> None:
+        """Stop the planner thread (the connections are the caller's)."""
+        self._planner.shutdown(wait=False)
+
     def load_offsets(self) -> dict[int, StoredOffset]:
         rows = self.conn.execute(
             "SELECT partition, next_offset, topic_id FROM consumer_offset"

@@ -39,7 +39,7 @@ class Batch:
     frame: pl.DataFrame | None = None
     stored: int = 0
     changed_incidents: set[str] = field(default_factory=set)  # ids of rows rebuilt or closed
-    # What each stage's plan computed beside the insert (``Stage.plan``), by stage name.
+    # What each stage's plan computed beside the insert (``Planning.plan``), by stage name.
     plans: dict[str, object] = field(default_factory=dict)
 
     def added_events(self) -> None:

@@ -255,6 +255,7 @@ class FusionWorker:
         return connect(self.settings, autocommit=True) if self.stages else None
 
     def _reconnect(self) -> None:
+        self.sink.close()
         for conn in (self.conn, self.reader):
             with contextlib.suppress(psycopg.Error):
                 if conn is not None:
@@ -315,9 +316,8 @@ class FusionWorker:
                 )
 
     def close(self) -> None:
-        closers = [self.writer.close, self.consumer.close, self.dead.close, self.conn.close]
-        if self.reader is not None:
-            closers.append(self.reader.close)
+        closers = [self.writer.close, self.sink.close, self.consumer.close, self.dead.close]
+        closers += [c.close for c in (self.conn, self.reader) if c is not None]
         for closer in closers:
             try:
                 closer()
