@@ -51,3 +51,38 @@ def test_bench_fusion_smoke(tmp_path: Path) -> None:
     assert result["checks_ok"] is True
     assert_results_written(tmp_path, "fusion", result)
     assert_database_dropped(f"hub_bench_{result['run']}")
+
+
+def _bench_fusion(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hub", "bench", "fusion", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+@pytest.mark.timeout(150)
+def test_bench_fusion_in_process(tmp_path: Path) -> None:
+    """The model alone, in the bench's process: no broker, no database, no cost phase; the
+    same table and figures, per variant against its own targets, results of their own."""
+    variants = ["--variant", "default", "--variant", "mixed types"]
+    proc = _bench_fusion("--in-process", "--incidents", "300", *variants, "--json",
+                         "--results-dir", str(tmp_path))  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "false corroboration" in proc.stdout and "correlating / skeleton" not in proc.stdout
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["mode"] == "in-process" and result["cost"] is None
+    assert list(result["quality"]) == ["default", "mixed types"]
+    mixed = result["quality"]["mixed types"]
+    assert mixed["hub"]["true_incidents"] == 330  # 30 collisions, each with a medical call
+    assert mixed["hub"]["unclustered"] == 0 and result["checks_ok"] is True
+    assert result["targets"]["mixed types: f1"]["limit"] == 0.92
+    assert result["targets"]["default: f1"]["limit"] == 0.95
+    assert set(result["passed"]) == set(result["measured"]) == set(result["targets"])
+    assert result["f1"] == result["quality"]["default"]["hub"]["f1"]
+    assert_results_written(tmp_path, "fusion-in-process", result)
+
+
+def test_bench_fusion_refuses_an_unknown_variant(tmp_path: Path) -> None:
+    proc = _bench_fusion("--in-process", "--variant", "density x3", "--results-dir", str(tmp_path))
+    assert proc.returncode == 2 and "density x3" in proc.stderr
+    assert not list(tmp_path.iterdir())

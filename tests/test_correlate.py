@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -33,6 +34,7 @@ from hub.fusion.correlate import (
     distance_m,
     esc,
     independent_sources,
+    neighbourhoods,
     seed_id,
     seed_texts,
     select_candidates,
@@ -65,20 +67,22 @@ def rep(
     at: tuple[float, float] = (-122.4194, 37.7793),
     minutes: float = 0.0,
     *,
-    source: str = "s:hotline",
+    source: str | None = None,
     community: str | None = "Tenderloin",
     **fields: Any,
 ) -> Report:
-    """A report; its event_id grows with each call (so earlier-made reports have smaller ids)."""
+    """A report; its event_id grows with each call (so earlier-made reports have smaller ids).
+    Its source is a person of its own unless given."""
+    number = next(_ids)
     return Report(
-        event_id=fields.pop("event_id", uuid.UUID(int=next(_ids))),
+        event_id=fields.pop("event_id", uuid.UUID(int=number)),
         event_type=event_type,
         status=fields.pop("status", "actual"),
         observed_at=T0 + timedelta(minutes=minutes),
         lon=at[0],
         lat=at[1],
         community_id=community,
-        source_key=source,
+        source_key=source or f"r:{community}:person-{number}",
         **fields,
     )
 
@@ -216,6 +220,35 @@ def test_compatible_types_merge_with_the_larger_limits() -> None:
     assert RULES.limits("fire", "medical") is None
 
 
+def test_one_automated_source_at_two_places_reports_two_emergencies() -> None:
+    sensor = source_key(None, "gas-detectors", "Tenderloin")
+    here = rep("fire", source=sensor)
+    there = rep("fire", moved(here.lon, here.lat, 200), source=sensor)  # fire links 300 m
+    assert not together(cluster([here, there], RULES), here, there)
+    # ... unless it says so (refs), or it reports the same place twice (one source, no
+    # corroboration), or two people report the two places.
+    update = rep("fire", moved(here.lon, here.lat, 200), source=sensor, refs=(here.event_id,))
+    assert together(cluster([here, update], RULES), here, update)
+    again = rep("fire", moved(here.lon, here.lat, 50), minutes=2, source=sensor)
+    assert together(cluster([here, again], RULES), here, again)
+    a, b = rep("fire"), rep("fire", moved(here.lon, here.lat, 200))
+    assert together(cluster([a, b], RULES), a, b)
+
+
+def test_a_busy_address_does_not_glue_a_days_calls() -> None:
+    # A care home calls an ambulance every 10 minutes for a day: every call links the next
+    # (medical: 100 m, 15 min), but an incident reaches no further than its seed's window.
+    calls = [rep("medical", moved(-122.4194, 37.7793, 5 * (k % 3)), 10 * k) for k in range(144)]
+    found = cluster(calls, RULES)
+    assert len(set(neighbourhoods(calls, RULES).values())) == 1
+    by_id = {c.event_id: c for c in calls}
+    seeds = {seed_id(c): c for c in calls}
+    for event_id, incident in found.items():
+        apart = by_id[event_id].observed_at - seeds[incident].observed_at
+        assert timedelta(0) <= apart <= timedelta(minutes=15)
+    assert len(set(found.values())) >= 144 // 2
+
+
 def test_exercise_and_actual_never_link() -> None:
     a, b = rep("fire"), rep("fire", minutes=1, status="exercise")
     c = rep("fire", minutes=2, status="exercise", refs=(a.event_id,))
@@ -230,25 +263,34 @@ def test_update_via_refs_links_regardless_of_distance_and_time() -> None:
     update = rep("fire", moved(a.lon, a.lat, 5000), minutes=240, refs=(a.event_id,))
     other = rep("fire", moved(a.lon, a.lat, 5000), minutes=240)
     incidents = cluster([a, update, other], RULES)
-    assert together(incidents, a, update, other)  # other is near the update
-    assert could_link(a, update, RULES) and not could_link(a, other, RULES)
+    assert together(incidents, a, update)
+    # other is linked to the update, but the incident's seed is a, 5 km away: refs are exempt
+    # from the extent, what lies near them is not.
+    assert not together(incidents, a, other)
+    assert could_link(update, other, RULES) and not could_link(a, other, RULES)
 
 
-def test_cancel_removes_the_report_and_splits_the_bridge() -> None:
+def test_a_chain_is_not_an_incident_and_a_cancel_repartitions() -> None:
     west = rep("fire")
     bridge = rep("fire", moved(west.lon, west.lat, east_m=250), minutes=5)
     east = rep("fire", moved(west.lon, west.lat, east_m=500), minutes=10)
     before = cluster([west, bridge, east], RULES)
-    assert together(before, west, bridge, east)
-
-    cancelled = Report(**{**_fields(bridge), "cancelled": True})
-    after = cluster([west, cancelled, east], RULES)
-    assert bridge.event_id not in after
-    assert not together(after, west, east)
-    assert after[west.event_id] == before[west.event_id]  # the earliest report keeps the name
-    # Incrementally: all members of the former incident, without their prior, recompute it.
-    assert cluster([west, cancelled, east], RULES, prior={}) == after
-    assert successors(before, after) == {}  # west's piece keeps the id; east's is new
+    # One linked neighbourhood, two incidents: east is 500 m from west, the seed.
+    assert len(set(neighbourhoods([west, bridge, east], RULES).values())) == 1
+    assert partition(before) == {
+        frozenset({west.event_id, bridge.event_id}),
+        frozenset({east.event_id}),
+    }
+    # Cancelling the seed: the neighbourhood is partitioned again, bridge seeds, east joins.
+    cancelled = Report(**{**_fields(west), "cancelled": True})
+    after = cluster([cancelled, bridge, east], RULES)
+    assert west.event_id not in after
+    assert together(after, bridge, east)
+    assert after[bridge.event_id] == seed_id(bridge)
+    assert successors(before, after) == {
+        seed_id(west): frozenset({seed_id(bridge)}),
+        seed_id(east): frozenset({seed_id(bridge)}),
+    }
 
 
 def test_a_pinned_report_stays_alone() -> None:
@@ -268,8 +310,6 @@ def test_a_pinned_report_stays_alone() -> None:
     # a was the earliest report, yet the split-out report does not take the incident's id.
     assert after[a.event_id] != before[a.event_id] == seed_id(a)
     assert after[a.event_id] == seed_id(pinned_a)
-    # A prior entry cannot pull it back either.
-    assert cluster([pinned_a, b], RULES, prior=before)[a.event_id] == seed_id(pinned_a)
     # An update that fusion pinned (it refs the split-out report) stays with it, right next
     # to the others; the pair keeps the split-out report's id.
     follower = Report(**{**_fields(near_update), "pinned": True})
@@ -285,42 +325,48 @@ def test_a_pinned_report_stays_alone() -> None:
 # --- incident ids and incremental clustering --------------------------------------------------
 
 
-def test_the_incident_is_named_after_its_earliest_report_and_a_merge_keeps_the_older_id() -> None:
+def test_the_incident_is_named_after_its_earliest_report_and_a_late_one_renames_it() -> None:
     late = rep("fire", minutes=10)
-    early = rep("fire", moved(late.lon, late.lat, 500), minutes=0)  # made after: a larger id
+    early = rep("fire", moved(late.lon, late.lat, 100), minutes=0)  # made after: a larger id
     first = cluster([late], RULES)
     assert first[late.event_id] == seed_id(late)
     both = cluster([late, early], RULES)
-    assert not together(both, late, early)
-    bridge = rep("fire", moved(late.lon, late.lat, 250), minutes=5)
-    merged = cluster([late, early, bridge], RULES)
-    assert set(merged.values()) == {seed_id(early)}  # the older incident's id, not min(uuids)
-    assert successors(both, merged) == {seed_id(late): frozenset({seed_id(early)})}
+    assert set(both.values()) == {seed_id(early)}  # the older report's seed, not min(uuids)
+    assert successors(first, both) == {seed_id(late): frozenset({seed_id(early)})}
 
 
-def test_a_new_report_bridging_two_stored_incidents_merges_them() -> None:
-    # Two stored incidents, each a chain reaching far from the new report (1 km west / east).
-    west = [
-        rep("fire", moved(-122.4194, 37.7793, east_m=-1000 + 250 * k), minutes=k) for k in range(4)
-    ]
-    east = [
-        rep("fire", moved(-122.4194, 37.7793, east_m=1000 - 250 * k), minutes=k) for k in range(4)
-    ]
-    stored = west + east
+def test_a_report_between_two_incidents_joins_one_and_never_glues_them() -> None:
+    west = rep("fire", moved(-122.4194, 37.7793, east_m=-200))
+    east = rep("fire", moved(-122.4194, 37.7793, east_m=200), minutes=1)
+    stored = [west, east]
     prior = cluster(stored, RULES)
     assert len(set(prior.values())) == 2
-    new = rep("fire", (-122.4194, 37.7793), minutes=4)  # 250 m from the nearest of each
+    new = rep("fire", moved(-122.4194, 37.7793, east_m=-10), minutes=2)  # nearer to west
 
-    candidates = select_candidates(stored, [new], RULES)
-    assert {c.event_id for c in candidates} == {west[-1].event_id, east[-1].event_id}
-    result = cluster([*candidates, new], RULES, {c.event_id: prior[c.event_id] for c in candidates})
+    result = incrementally([stored, [new]])
     full = cluster([*stored, new], RULES)
-    assert len(set(full.values())) == 1
-    assert all(result[e] == full[e] for e in result)
-    renamed = successors(prior, result)
-    for r in stored:  # the members that were not fetched follow through the alias
-        (now,) = renamed.get(prior[r.event_id], {prior[r.event_id]})
-        assert now == full[r.event_id]
+    assert result == full
+    assert partition(full) == {
+        frozenset({west.event_id, new.event_id}),
+        frozenset({east.event_id}),
+    }
+
+
+def incrementally(batches: Sequence[Sequence[Report]], rules: Rules = RULES) -> dict[Any, Any]:
+    """The incidents as fusion builds them, batch by batch: per batch, the stored reports that
+    could link to it (``select_candidates``), every member of their neighbourhoods, and the
+    batch, partitioned; every other stored report keeps its incident."""
+    stored: dict[uuid.UUID, Report] = {}
+    incident: dict[uuid.UUID, uuid.UUID] = {}
+    hood: dict[uuid.UUID, uuid.UUID] = {}
+    for batch in batches:
+        hit = select_candidates(list(stored.values()), batch, rules)
+        touched = {hood[c.event_id] for c in hit if c.event_id in hood}
+        members = [r for e, r in stored.items() if hood.get(e) in touched]
+        incident.update(cluster([*members, *batch], rules))
+        hood.update(neighbourhoods([*members, *batch], rules))
+        stored.update((r.event_id, r) for r in batch)
+    return {e: incident[e] for e, r in stored.items() if not r.cancelled}
 
 
 def _inside(r: Report, spans: Sequence[dict[str, Any]]) -> bool:
@@ -462,45 +508,102 @@ def report_sets(draw: st.DrawFn, max_size: int = 40) -> list[Report]:
     return out
 
 
-def _oracle(reports: Sequence[Report], rules: Rules) -> dict[uuid.UUID, uuid.UUID]:
-    """Components of the link graph by comparing every pair, named by the smallest seed."""
+def _oracle_hoods(reports: Sequence[Report], rules: Rules) -> dict[uuid.UUID, frozenset[Any]]:
+    """The linked neighbourhoods by comparing every pair."""
     live = [r for r in reports if not r.cancelled]
-    component = {r.event_id: {r.event_id} for r in live}
+    component = {r.event_id: frozenset({r.event_id}) for r in live}
     for a, b in itertools.combinations(live, 2):
         if could_link(a, b, rules) and component[a.event_id] is not component[b.event_id]:
             merged = component[a.event_id] | component[b.event_id]
             for e in merged:
                 component[e] = merged
-    seeds = {r.event_id: seed_id(r) for r in live}
-    return {e: min(seeds[m] for m in members) for e, members in component.items()}
+    return component
 
 
-@settings(max_examples=60, deadline=None)
-@given(report_sets(), st.randoms(use_true_random=False))
-def test_incidents_do_not_depend_on_the_order_of_arrival(reports: list[Report], rng: Any) -> None:
-    expected = cluster(reports, RULES)
-    assert expected == _oracle(reports, RULES)
-    shuffled = list(reports)
-    rng.shuffle(shuffled)
-    assert cluster(shuffled, RULES) == expected
+def _oracle(reports: Sequence[Report], rules: Rules) -> dict[uuid.UUID, uuid.UUID]:
+    """The model on Report objects, one report at a time (``partition``'s docstring): refs
+    groups; in seed order each group's earliest report joins the incident of the best-scoring
+    earlier linked report whose seed has it inside the extent ellipse and whose automated
+    sources agree on the place, else seeds one."""
+    live = [r for r in reports if not r.cancelled]
+    by_id = {r.event_id: r for r in live}
+    group = {e: {e} for e in by_id}
+    for a, b in itertools.combinations(live, 2):
+        linked_by_refs = b.event_id in a.refs or a.event_id in b.refs
+        if linked_by_refs and a.pinned == b.pinned and a.status == b.status:
+            merged = group[a.event_id] | group[b.event_id]
+            for e in merged:
+                group[e] = merged
+    seed = {e: seed_id(r) for e, r in by_id.items()}
+    order = sorted(by_id, key=lambda e: str(seed[e]))
+    rank = {e: k for k, e in enumerate(order)}
+    out: dict[uuid.UUID, uuid.UUID] = {}
+    first: dict[uuid.UUID, Report] = {}  # incident -> its seed report
+    for e in order:
+        if e in out:
+            continue
+        r = by_id[e]
+        members = [by_id[m] for m in sorted(group[e], key=rank.__getitem__)]
+        best = None
+        if not r.pinned:
+            scored = sorted(
+                (_score(r, by_id[o], rules), rank[o], out[o])
+                for o in out
+                if rank[o] < rank[e] and _proximity(r, by_id[o], rules)
+            )
+            for _, _, inc in scored:
+                if _in_extent(r, first[inc], rules) and _agree(members, inc, out, by_id, rules):
+                    best = inc
+                    break
+        if best is None:
+            best = seed[e]
+            first[best] = r
+        for m in members:
+            out[m.event_id] = best
+    return out
 
 
-@settings(max_examples=60, deadline=None)
-@given(report_sets(), st.integers(0, 40))
-def test_incremental_equals_batch(reports: list[Report], cut: int) -> None:
-    stored, batch = reports[:cut], reports[cut:]
-    prior = cluster(stored, RULES)
-    candidates = select_candidates(stored, batch, RULES)
-    fetched = {c.event_id for c in candidates}
-    result = cluster([*candidates, *batch], RULES, {e: i for e, i in prior.items() if e in fetched})
-    full = cluster(reports, RULES)
-    assert all(result[e] == full[e] for e in result)
-    assert set(result) == {r.event_id for r in [*candidates, *batch] if not r.cancelled}
-    renamed = successors(prior, result)
-    assert all(len(new) == 1 for new in renamed.values())  # merges only: nothing was removed
-    for event_id, old in prior.items():  # stored members not fetched follow the alias
-        (now,) = renamed.get(old, {old})
-        assert now == full[event_id]
+def _proximity(a: Report, b: Report, rules: Rules) -> bool:
+    """A link by place and time (not by refs)."""
+    return could_link(dataclasses.replace(a, refs=()), dataclasses.replace(b, refs=()), rules)
+
+
+def _pair(a: Report, b: Report, rules: Rules) -> tuple[float, float, float, float]:
+    """(metres apart, seconds apart, the pair's distance, its window); the pair must link."""
+    reach = rules.limits(a.event_type, b.event_type)
+    assert reach is not None
+    dt = abs(a.observed_at.timestamp() - b.observed_at.timestamp())
+    return distance_m(a, b), dt, reach.distance_m, reach.window.total_seconds()
+
+
+def _score(a: Report, b: Report, rules: Rules) -> float:
+    d, dt, distance, window = _pair(a, b, rules)
+    return (d / distance) ** 2 + (dt / window) ** 2
+
+
+def _in_extent(r: Report, seed: Report, rules: Rules) -> bool:
+    if rules.limits(r.event_type, seed.event_type) is None or not _proximity(r, seed, rules):
+        return False
+    return _score(r, seed, rules) <= 1.0
+
+
+def _agree(
+    members: Sequence[Report],
+    incident: uuid.UUID,
+    out: Mapping[uuid.UUID, uuid.UUID],
+    by_id: Mapping[uuid.UUID, Report],
+    rules: Rules,
+) -> bool:
+    """No automated source of ``members`` reported ``incident`` at another place."""
+    for m in members:
+        if not m.source_key.startswith(("s:", "k:")):
+            continue
+        for e, inc in out.items():
+            other = by_id[e]
+            same = inc == incident and other.source_key == m.source_key
+            if same and distance_m(m, other) > rules.same_place_m:
+                return False
+    return True
 
 
 WIDE = Rules.parse(
@@ -538,6 +641,8 @@ def world_reports(draw: st.DrawFn) -> list[Report]:
 @settings(max_examples=60, deadline=None)
 @given(world_reports())
 def test_the_grid_misses_no_link_anywhere_on_earth(reports: list[Report]) -> None:
+    hoods = neighbourhoods(reports, WIDE)
+    assert partition(hoods) == {frozenset(m) for m in _oracle_hoods(reports, WIDE).values()}
     assert cluster(reports, WIDE) == _oracle(reports, WIDE)
 
 
@@ -550,10 +655,25 @@ def test_the_shipped_rules() -> None:
     assert RULES.rule("flood").distance_m == 1000
     assert RULES.rule("flood").window == timedelta(hours=6)
     assert RULES.rule("larceny_theft") == RULES.default
-    assert (RULES.default.distance_m, RULES.default.window) == (250, timedelta(minutes=20))
+    assert (RULES.default.distance_m, RULES.default.window) == (275, timedelta(minutes=20))
+    assert (RULES.same_place_m, RULES.corroborate_within) == (150, 0.5)
     assert not RULES.rule("other").correlate and RULES.partners("other") == frozenset()
     for pair in (("smoke", "fire"), ("traffic_collision", "medical"), ("water_level", "flood")):
         assert RULES.compatible_types(*pair) and RULES.compatible_types(*reversed(pair))
+
+
+@pytest.mark.parametrize(
+    ("sources", "key", "problem"),
+    [
+        ("same_place_m = 0", "sources.same_place_m", "> 0"),
+        ("corroborate_within = 1.5", "sources.corroborate_within", "at most 1"),
+        ("same_place = 10", "sources.same_place", "unknown key"),
+    ],
+)
+def test_the_sources_table_is_checked(tmp_path: Path, sources: str, key: str, problem: str) -> None:
+    path = _write(tmp_path, DEFAULTS + "[sources]\n" + sources + "\n")
+    with pytest.raises(RulesError, match=f"{key}: .*{problem}"):
+        Rules.load(path)
 
 
 def _write(tmp_path: Path, text: str) -> Path:

@@ -1,5 +1,7 @@
-"""The quality harness of ``hub bench fusion``: the report generator, B-cubed and the naive
-baseline. Pure (no broker, no database); runs on the first 2,000 real incidents."""
+"""The quality harness of ``hub bench fusion``: the true incidents and the report generator, as
+the default variant uses them, and the figures over them. Pure (no broker, no database); runs
+on the first 2,000 real incidents. The scenarios: ``test_fusion_scenarios``; B-cubed, the naive
+baseline and the other figures on hand-made cases: ``test_fusion_scoring``."""
 
 from __future__ import annotations
 
@@ -8,15 +10,12 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
 from itertools import pairwise
 
 import numpy as np
 import orjson
 import pytest
 import shapely
-from hypothesis import given
-from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from pyproj import Geod, Transformer
 
@@ -25,19 +24,17 @@ from hub.bench.fusion_quality import (
     RELATED_TYPES,
     SFPD_MAPPING,
     SYSTEMS,
-    BCubed,
     GeneratedReport,
     GeneratorParams,
     TrueIncident,
-    bcubed,
     community_system,
-    corroborated_share,
     evaluate,
     fold_days,
     generate,
     metres_to_degrees,
     naive_baseline,
     related_types,
+    select,
     sf_world,
     sweep,
     true_incidents,
@@ -285,161 +282,7 @@ def test_density_folds_days_keeping_the_time_of_day(incidents: tuple[TrueInciden
         fold_days(incidents, 0)
 
 
-# --- B-cubed --------------------------------------------------------------------------------
-
-
-def test_bcubed_hand_worked() -> None:
-    items = [str(i) for i in range(6)]
-    truth = {k: k[0] for k in items}  # all singletons
-    assert bcubed(truth, truth) == BCubed(1.0, 1.0, 1.0)
-    one = dict.fromkeys(items, "x")
-    assert bcubed(one, truth) == pytest.approx(BCubed(1 / 6, 1.0, 2 / 7))
-    assert bcubed(truth, one) == pytest.approx(BCubed(1.0, 1 / 6, 2 / 7))
-    assert bcubed(one, one) == BCubed(1.0, 1.0, 1.0)
-
-
-def test_bcubed_textbook_example() -> None:
-    """Bagga & Baldwin (1998), fig. 2: truth {1-5} {6,7} {8-12}; the response merges the two
-    last classes. Precision (5*1 + 2*2/7 + 5*5/7) / 12 = 16/21, recall 1."""
-    truth = {str(i): "a" if i <= 5 else "b" if i <= 7 else "c" for i in range(1, 13)}
-    response = {k: "a" if v == "a" else "bc" for k, v in truth.items()}
-    got = bcubed(response, truth)
-    assert got.precision == pytest.approx(16 / 21) and got.recall == 1.0
-    assert got.f1 == pytest.approx(2 * 16 / 21 / (1 + 16 / 21))
-
-
-def test_bcubed_refuses_different_items() -> None:
-    with pytest.raises(ValueError):
-        bcubed({"a": 1}, {"b": 1})
-    with pytest.raises(ValueError):
-        bcubed({}, {})
-
-
-labels = st.dictionaries(st.text(max_size=3), st.integers(0, 5), min_size=1, max_size=40)
-
-
-@given(labels, st.data())
-def test_bcubed_properties(truth: dict[str, int], data: st.DataObject) -> None:
-    predicted = {k: data.draw(st.integers(0, 5)) for k in truth}
-    score = bcubed(predicted, truth)
-    assert 0 < score.precision <= 1 and 0 < score.recall <= 1 and 0 < score.f1 <= 1
-    assert bcubed(truth, truth) == BCubed(1.0, 1.0, 1.0)
-    # Only the grouping counts, not the labels.
-    relabel = {label: f"c{label * 7 + 3}" for label in range(6)}
-    assert bcubed({k: relabel[v] for k, v in predicted.items()}, truth) == pytest.approx(score)
-    # Swapping the roles swaps precision and recall.
-    swapped = bcubed(truth, predicted)
-    assert (swapped.precision, swapped.recall) == pytest.approx((score.recall, score.precision))
-    # Splitting everything into singletons never lowers precision.
-    assert bcubed({k: k for k in truth}, truth).precision == 1.0
-
-
-# --- the naive baseline and the figures ------------------------------------------------------
-
-T0 = datetime.fromisoformat("2018-12-01T12:00:00-08:00").timestamp()
-
-
-def hand(
-    name: str, east_m: float, north_m: float, minutes: float, *, order: int, source: str = "s"
-) -> GeneratedReport:
-    """A report ``east_m``/``north_m`` metres from a fixed point, ``minutes`` after noon."""
-    dlon, dlat = metres_to_degrees(np.array([east_m]), np.array([north_m]), np.array([37.76]))
-    t = T0 + minutes * 60
-    return GeneratedReport(
-        report_id=name,
-        incident_id=name,
-        arrival_order=order,
-        arrival_s=t,
-        observed_s=t,
-        lon=-122.42 + float(dlon[0]),
-        lat=37.76 + float(dlat[0]),
-        event_type="fire",
-        true_event_type="fire",
-        community_id="Mission",
-        source_key=source,
-        displacement_m=0.0,
-        event=b"{}",
-    )
-
-
-def groups(clusters: dict[str, int]) -> set[frozenset[str]]:
-    members: dict[int, set[str]] = {}
-    for k, c in clusters.items():
-        members.setdefault(c, set()).add(k)
-    return {frozenset(m) for m in members.values()}
-
-
-def test_baseline_hand_cases() -> None:
-    near = [hand("a", 0, 0, 0, order=0), hand("b", 200, 0, 5, order=1)]
-    assert groups(naive_baseline(near)) == {frozenset("ab")}
-    far = [hand("a", 0, 0, 0, order=0), hand("b", 350, 0, 5, order=1)]
-    assert groups(naive_baseline(far)) == {frozenset("a"), frozenset("b")}
-    late = [hand("a", 0, 0, 0, order=0), hand("b", 100, 0, 31, order=1)]
-    assert groups(naive_baseline(late)) == {frozenset("a"), frozenset("b")}
-    # Open while the last report is within 30 min: a chain of reports keeps it open.
-    chain = [hand(n, 0, 0, 25 * i, order=i) for i, n in enumerate("abc")]
-    assert groups(naive_baseline(chain)) == {frozenset("abc")}
-    # Nearest of two open clusters; distance to the centroid (a+b at 100 m east, c at 450 m).
-    two = [
-        hand("a", 0, 0, 0, order=0),
-        hand("b", 200, 0, 1, order=1),
-        hand("c", 450, 0, 2, order=2),
-        hand("d", 290, 0, 3, order=3),
-    ]
-    assert groups(naive_baseline(two)) == {frozenset("ab"), frozenset("cd")}
-    # Arrival order decides: processed the other way round, d starts next to c first.
-    reordered = [replace(r, arrival_order=3 - r.arrival_order) for r in two]
-    assert groups(naive_baseline(reordered)) == {frozenset("a"), frozenset("bcd")}
-    assert naive_baseline([]) == {}
-
-
-def test_baseline_is_exact_on_isolated_noise_free_incidents(
-    incidents: tuple[TrueIncident, ...],
-) -> None:
-    """Without GPS noise, the reports of an incident with no other incident within 1 km and
-    2 h all land in one cluster of their own: recall and precision 1 for them."""
-    reports = generate(incidents, GeneratorParams(sigma_m=0.0))
-    clusters = naive_baseline(reports)
-    isolated = _isolated(incidents, 1000.0, 7200.0)
-    assert len(isolated) > 100
-    members: dict[int, set[str]] = {}
-    for r in reports:
-        members.setdefault(clusters[r.report_id], set()).add(r.incident_id)
-    seen = Counter(clusters[r.report_id] for r in reports if r.incident_id in isolated)
-    for r in reports:
-        if r.incident_id in isolated:
-            assert members[clusters[r.report_id]] == {r.incident_id}
-    per_incident = Counter(r.incident_id for r in reports if r.incident_id in isolated)
-    assert sorted(seen.values()) == sorted(per_incident.values())  # one cluster per incident
-
-
-def _isolated(incidents: Sequence[TrueIncident], metres: float, seconds: float) -> set[str]:
-    lon = np.array([i.lon for i in incidents])
-    lat = np.array([i.lat for i in incidents])
-    t = np.array([i.observed_at.timestamp() for i in incidents])
-    out = set()
-    for k, inc in enumerate(incidents):
-        close_in_time = np.flatnonzero(np.abs(t - t[k]) <= seconds)
-        close_in_time = close_in_time[close_in_time != k]
-        if len(close_in_time):
-            n = len(close_in_time)
-            _, _, d = GEOD.inv(np.full(n, lon[k]), np.full(n, lat[k]),
-                               lon[close_in_time], lat[close_in_time])  # fmt: skip
-            if np.min(d) <= metres:
-                continue
-        out.add(inc.incident_id)
-    return out
-
-
-def test_corroboration_needs_independent_sources() -> None:
-    rs = [
-        hand("a", 0, 0, 0, order=0, source="grid.mission/p1"),
-        hand("b", 10, 0, 1, order=1, source="grid.mission/p1"),  # same reporter again
-        hand("c", 900, 0, 0, order=2, source="grid.mission/p2"),
-        hand("d", 910, 0, 1, order=3, source="sf-311-hotline"),
-    ]
-    clusters = {"a": 0, "b": 0, "c": 1, "d": 1}
-    assert corroborated_share(rs, clusters) == 0.5
+# --- the figures ----------------------------------------------------------------------------
 
 
 def test_evaluate_scores_and_counts(reports: list[GeneratedReport]) -> None:
@@ -461,15 +304,14 @@ def test_evaluate_scores_and_counts(reports: list[GeneratedReport]) -> None:
     assert 0.5 < baseline["f1"] < 1.0 and baseline["recall"] > baseline["precision"]
 
 
-def test_sweep_rows(incidents: tuple[TrueIncident, ...]) -> None:
-    rows = sweep(oracle, name="oracle", incidents=incidents[:300])
+def test_sweep_rows() -> None:
+    four = ("default", "noise x2", "density x2", "density x4")
+    rows = sweep(oracle, name="oracle", incidents=300, variants=select(four))
     assert [(r["variant"], r["method"]) for r in rows] == [
-        (v, m)
-        for v in ("default", "noise x2", "density x2", "density x4")
-        for m in ("oracle", "naive baseline")
+        (v, m) for v in four for m in ("oracle", "naive baseline")
     ]
     assert all(r["f1"] == 1.0 for r in rows if r["method"] == "oracle")
     assert {r["sigma_m"] for r in rows} == {50.0, 100.0}
     assert {r["density"] for r in rows} == {1, 2, 4}
-    only_baseline = sweep(None, incidents=incidents[:100], variants=[("default", {})])
+    only_baseline = sweep(None, incidents=100, variants=[("default", {})])
     assert [r["method"] for r in only_baseline] == ["naive baseline"]

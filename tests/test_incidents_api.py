@@ -89,14 +89,15 @@ def world(base_settings: Settings, sf_communities: list[str], border: Any) -> Wo
     west, east = border
     w0, t0, f0 = (POLYS[n].representative_point() for n in (WEST, EAST, FAR))
     w, t, f = (w0.x, w0.y), (t0.x, t0.y), (f0.x, f0.y)
-    a = _fwd(w, 180, 400)  # the pair that a bridge merges: 500 m apart, bridge in the middle
+    # the pair that a late report merges: 500 m apart, the report in the middle, observed
+    # before both (so it seeds the incident both join; their ids stay as aliases)
     docs = {
         "cross_w": _at(report(west, WEST, reporter="alice"), 0),
         "cross_e": _at(report(east, EAST, reporter="bob"), 4),
         "tri_1": _at(report(w, WEST, reporter="carol", severity="Extreme"), 60),
         "tri_2": _at(report(_fwd(w, 90, 150), WEST, reporter="dan"), 61),
         "tri_3": _at(report(_fwd(w, 0, 150), WEST, reporter=None, system="alarm-net"), 62),
-        "merge_a": _at(report(a, WEST, reporter="erin"), 120),
+        "merge_a": _at(report(a := _fwd(w, 180, 400), WEST, reporter="erin"), 120),
         "merge_b": _at(report(_fwd(a, 90, 500), WEST, reporter="fay"), 121),
         "near": _at(report(t, EAST, reporter="gus", event_type="gas_leak"), 180),
         "drill": _at(report(t, EAST, reporter="hal", status="exercise"), 180),
@@ -112,7 +113,7 @@ def world(base_settings: Settings, sf_communities: list[str], border: Any) -> Wo
     first = incidents_of(settings, [docs["merge_a"], docs["merge_b"]])
     alias = str(first[docs["merge_b"]["event_id"]]["id"])
     assert alias != str(first[docs["merge_a"]["event_id"]]["id"]), "two incidents before"
-    docs["bridge"] = _at(report(_fwd(a, 90, 250), WEST, reporter="kim"), 122)
+    docs["bridge"] = _at(report(_fwd(a, 90, 250), WEST, reporter="kim"), 119)
     docs["cancel"] = _at(
         report(_fwd(t, 0, 100), EAST, reporter="jo", kind="cancel"),
         310,
@@ -432,6 +433,11 @@ def _next_params(body: dict[str, Any]) -> dict[str, str]:
         {"cursor": "!!"},
         {"category": "Fi\x00re"},
         {"event_type": ""},
+        {"report": ""},
+        {"report": "not-a-uuid"},
+        {"report": f"{uuid.UUID(int=1)},"},  # an empty id after the comma
+        {"report": ",".join(str(uuid.UUID(int=i)) for i in range(101))},  # over 100
+        {"report": "x" * 5000},
     ],
 )
 def test_bad_parameters_are_400_problems(
@@ -440,6 +446,94 @@ def test_bad_parameters_are_400_problems(
     r = callers["admin"].http.get("/v1/incidents", params=params)
     assert r.status_code == 400, (params, r.text)
     assert r.headers["content-type"] == PROBLEM and r.json()["status"] == 400
+
+
+# --- which incident holds a report (report=) -------------------------------------------------
+
+
+def _holders(http: TestClient, ids: list[str], **params: str) -> dict[str, list[str]]:
+    """incident id -> its matched_reports, over every page of ``report=ids``."""
+    found: dict[str, list[str]] = {}
+    r = http.get("/v1/incidents", params={"report": ",".join(ids), **params})
+    while True:
+        assert r.status_code == 200, r.text
+        body = r.json()
+        for f in body["features"]:
+            assert f["id"] not in found, "each incident once"
+            found[f["id"]] = f["matched_reports"]
+        nxt = [x["href"] for x in body["links"] if x["rel"] == "next"]
+        if not nxt:
+            return found
+        r = http.get(nxt[0])
+
+
+def _membership(world: World) -> dict[str, str]:
+    """event id -> incident id, from the store (cancelled members included)."""
+    ids = [d["event_id"] for d in world.docs.values()]
+    with connect(world.settings) as conn:
+        rows = conn.execute(
+            "SELECT event_id::text, incident_id::text FROM incident_report"
+            " WHERE event_id = ANY(%s::uuid[])",
+            (ids,),
+        ).fetchall()
+    return dict(rows)
+
+
+def test_report_finds_the_incidents_holding_it(world: World, callers: dict[str, Caller]) -> None:
+    http, docs, inc = callers["admin"].http, world.docs, world.incidents
+    ev = {name: doc["event_id"] for name, doc in docs.items()}
+    unknown = str(uuid.uuid4())
+    asked = [ev["cross_w"], ev["tri_2"], ev["tri_3"], ev["merge_b"], ev["closed"], unknown]
+    expected = {
+        inc["cross"].id: [ev["cross_w"]],
+        inc["tri"].id: sorted([ev["tri_2"], ev["tri_3"]]),
+        inc["merged"].id: [ev["merge_b"]],  # a report of a merged-away incident: where it is now
+        inc["closed"].id: [ev["closed"]],  # a cancelled report stays a member
+    }
+    assert _holders(http, asked) == expected
+    # paged one incident at a time, the next links keep report=
+    ids, pages = _walk(http, {"report": ",".join(asked), "limit": "1"})
+    assert sorted(ids) == sorted(expected) and pages == 4
+    # the other filters still apply: a drill's report is found in the drill picture only
+    assert _holders(http, [ev["drill"]]) == {}
+    assert _holders(http, [ev["drill"]], status="exercise") == {inc["drill"].id: [ev["drill"]]}
+    assert _holders(http, [ev["cross_w"]], event_type="flood") == {}
+    # the same id twice, other spellings of a UUID: counted once
+    braced = "{" + ev["far"].upper() + "}"
+    assert _holders(http, [ev["far"], braced]) == {inc["far"].id: [ev["far"]]}
+    assert _holders(http, [unknown]) == {}
+
+
+def test_report_answers_within_the_callers_reach(world: World, callers: dict[str, Caller]) -> None:
+    """Every caller asks for every report at once (both pictures): it finds a report's incident
+    exactly when it may see the incident AND the report; out of reach it is simply absent."""
+    membership = _membership(world)
+    by_id = {i.id: i for i in world.incidents.values()}
+    docs = {d["event_id"]: d for d in world.docs.values()}
+    assert set(membership.values()) == set(by_id), "every incident holds one of my reports"
+    unauthorised, failures = 0, []
+    for c in callers.values():
+        expected: dict[str, list[str]] = {}
+        for event_id, incident_id in membership.items():
+            i = by_id[incident_id]
+            if c.sees(i.status, i.category, i.communities, i.geom) and c.sees_event(docs[event_id]):
+                expected.setdefault(incident_id, []).append(event_id)
+        got: dict[str, list[str]] = {}
+        for status in ("actual", "exercise"):
+            got |= _holders(c.http, list(membership), status=status)
+        found = {(i, e) for i, events in got.items() for e in events}
+        allowed = {(i, e) for i, events in expected.items() for e in events}
+        unauthorised += len(found - allowed)
+        if found != allowed:
+            failures.append(f"{c.name}: found {sorted(found)}, expected {sorted(allowed)}")
+    assert unauthorised == 0 and failures == [], failures
+    # the cases that make the rule: out of reach altogether, and an incident in reach whose
+    # report is not (West's report of the fire across the border, for the East department)
+    far, east = callers["community far"].http, callers["department east"].http
+    cross_w, cross_e = world.docs["cross_w"]["event_id"], world.docs["cross_e"]["event_id"]
+    assert _holders(far, [cross_w, cross_e]) == {}
+    assert _holders(east, [cross_w]) == {}
+    assert _holders(east, [cross_w, cross_e]) == {world.incidents["cross"].id: [cross_e]}
 
 
 # --- one incident -----------------------------------------------------------------------------
@@ -513,10 +607,12 @@ def test_a_merged_away_id_redirects(world: World, callers: dict[str, Caller]) ->
     assert followed.status_code == 200 and followed.json()["id"] == merged
     body = followed.json()
     assert [x["event_id"] for x in body["reports"]] == [
-        world.docs[n]["event_id"] for n in ("merge_a", "merge_b", "bridge")
+        world.docs[n]["event_id"] for n in ("bridge", "merge_a", "merge_b")
     ]
+    # The late report seeded the incident both joined: both former ids merged into it.
     merges = [t for t in body["timeline"] if t["what"] == "merged"]
-    assert [(t["event_id"], t["detail"]) for t in merges] == [(None, {"from": world.alias})]
+    assert len(merges) == 2 and all(t["event_id"] is None for t in merges)
+    assert world.alias in {t["detail"]["from"] for t in merges}
     assert body["properties"]["reports"] == 3
     far = callers["community far"].http.get(f"/v1/incidents/{world.alias}", follow_redirects=False)
     assert far.status_code == 404 and far.headers["content-type"] == PROBLEM

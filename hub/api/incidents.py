@@ -64,6 +64,10 @@ MAX_NEAR_RADIUS_M = 50_000.0
 # A query area travels in the URL: 8,000 characters (a few hundred vertices) keep the request
 # line well inside what servers and proxies accept; simplify a larger area first.
 MAX_WITHIN_CHARS = 8_000
+# report=: one request answers "which incidents hold these reports" for a client's batch; a
+# hundred ids (3.7 kB) stay well inside a request line, and one page of matches holds them all.
+MAX_REPORTS = 100
+MAX_REPORT_CHARS = MAX_REPORTS * 45  # room for URN or braced forms; the count is checked apart
 
 Verification = Literal["reported", "corroborated", "verified", "refuted"]
 State = Literal["open", "closed"]
@@ -97,8 +101,16 @@ class IncidentFeature(FeatureBase):
     links: list[Link] | None = None
 
 
+class ListedIncident(IncidentFeature):
+    matched_reports: list[uuid.UUID] | None = Field(
+        None,
+        description="only with `report=`: which of the asked-for reports this incident holds "
+        "(of those the caller may see); a GeoJSON foreign member",
+    )
+
+
 class IncidentCollection(FeatureCollectionBase):
-    features: list[IncidentFeature]
+    features: list[ListedIncident]
     numberReturned: int
 
 
@@ -195,6 +207,20 @@ def parse_near(value: str) -> Near:
     return Near(lon, lat, radius)
 
 
+def parse_reports(value: str) -> tuple[uuid.UUID, ...]:
+    """Comma-separated event ids, at most ``MAX_REPORTS``, each a UUID; repeats count once."""
+    parts = value.split(",")
+    if len(parts) > MAX_REPORTS:
+        raise BadRequest(f"report: at most {MAX_REPORTS} event ids, got {len(parts)}")
+    ids = []
+    for part in parts:
+        try:
+            ids.append(uuid.UUID(part.strip()))
+        except ValueError as exc:
+            raise BadRequest(f"report: {part[:60]!r} is not an event id (a UUID)") from exc
+    return tuple(dict.fromkeys(ids))
+
+
 def incident_filter(
     bbox: Annotated[
         str | None,
@@ -240,6 +266,18 @@ def incident_filter(
             examples=["2018-12-01T00:00:00-08:00"],
         ),
     ] = None,
+    report: Annotated[
+        str | None,
+        Query(
+            description=f"event ids, comma-separated (at most {MAX_REPORTS}): the incidents "
+            "holding any of these reports, each naming the ones it holds in `matched_reports`; "
+            "a report out of the caller's reach finds nothing, as if it did not exist",
+            examples=["0b6f1a52-52c4-4c1e-9a51-3f1f0d7c2b1e,5d0e2f8a-6f0b-4a7e-8d52-1c9b3e4f5a6d"],
+            min_length=1,
+            max_length=MAX_REPORT_CHARS,
+            pattern=NO_NUL,
+        ),
+    ] = None,
 ) -> IncidentFilter:
     return IncidentFilter(
         bbox=parse_bbox(bbox) if bbox is not None else None,
@@ -252,6 +290,7 @@ def incident_filter(
         state=state,
         status=status,
         since=parse_rfc3339("since", since) if since is not None else None,
+        reports=parse_reports(report) if report is not None else None,
     )
 
 
@@ -323,7 +362,9 @@ def _entry(row: Row[Any, Any, Any, Any]) -> dict[str, Any]:
     "skipped (an incident merged into another disappears; its id answers a redirect). Follow "
     "the `next` link to page; it keeps the filters. Filters combine with AND, and with the "
     "caller's reach: only incidents the principal may see are listed. `status` defaults to "
-    "`actual`: the drill pictures (`exercise`, `test`) are listed only when asked for.",
+    "`actual`: the drill pictures (`exercise`, `test`) are listed only when asked for. "
+    "`report` answers which incidents hold the given reports (event ids), for instance to "
+    "follow one's own reports into the picture; a drill's report is found with its `status`.",
     response_class=GeoJSONResponse,
     response_model=IncidentCollection,
     responses=problem_responses(400, 401, 403, 429, 500),
@@ -340,6 +381,9 @@ def list_incidents(
     )
     next_cursor = encode_cursor(rows[-1].updated_seq) if more else None
     features = [incident_feature(r) for r in rows]
+    if filters.reports is not None:
+        for feature, row in zip(features, rows, strict=True):
+            feature["matched_reports"] = sorted(row.matched_reports)
     return feature_page(request, settings, "list_incidents", features, page.cursor, next_cursor)
 
 

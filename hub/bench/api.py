@@ -44,8 +44,7 @@ from sqlalchemy.engine import make_url
 
 from hub.auth.clients import create_client
 from hub.bench.env import bench_database_url, database, log_tail, stop_process
-from hub.bench.ingest import BenchFailed, progress_bars
-from hub.bench.report import Row, Target, machine_info
+from hub.bench.report import BenchFailed, Row, Target, machine_info, progress_bars
 from hub.bench.workload import stream
 from hub.fusion.decode import decode
 from hub.fusion.sink import BatchCounts, PostgresSink

@@ -8,6 +8,7 @@ the database dropped) on success, failure and Ctrl-C alike.
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 import time
@@ -37,6 +38,10 @@ class EnvOptions:
     bootstrap: str | None = None  # an existing Kafka; None: start a broker of our own
     database_url: str | None = None  # an existing database (never dropped); None: a new one
     keep: bool = False  # leave the new database (and topics) in place
+
+
+# HUB_BENCH_FUSION_LOG_LEVEL=DEBUG keeps each batch's stage times in the fusion log (--keep).
+_FUSION_LOG_LEVEL = os.environ.get("HUB_BENCH_FUSION_LOG_LEVEL", "WARNING")
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = STOP_TIMEOUT_S) -> None:
@@ -156,7 +161,7 @@ def fusion_process(settings: Settings, log_path: Path) -> Iterator[FusionProcess
     with log_path.open("ab") as log:
         started = time.monotonic()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "hub", "fusion", "run", "--log-level", "WARNING"],
+            [sys.executable, "-m", "hub", "fusion", "run", "--log-level", _FUSION_LOG_LEVEL],
             env=child_env(settings),
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -1,5 +1,6 @@
-"""What every benchmark prints and keeps: a rich table of figures against targets, a line
-describing the machine, and the results as JSON under ``bench/results/``."""
+"""What every benchmark prints and keeps: progress bars while it runs, a rich table of figures
+against targets, a line describing the machine, and the results as JSON under
+``bench/results/``; and the error it raises when it could not run to the end."""
 
 from __future__ import annotations
 
@@ -13,11 +14,27 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from hub.bench.workload import ROOT
 
 RESULTS_DIR = ROOT / "bench" / "results"
+
+
+class BenchFailed(RuntimeError):
+    """The benchmark could not run to the end (the message says where its logs are)."""
+
+
+def progress_bars(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description:<34}"),
+        BarColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
 
 
 @dataclass(frozen=True)

@@ -13,47 +13,42 @@ Two reports LINK when (``could_link``): they belong to the same picture (``statu
 cancelled, and either one ``refs`` the other and both or neither are pinned (an update joins
 what it updates, whatever the distance or time; fusion pins an update of a report an operator
 split out, so it stays with that report), or neither is pinned, their types are compatible
-(``Rules.limits``) and they lie within the pair's distance and time window. Incidents are the
-connected components of the link graph (single linkage): a set, so the result cannot depend on
-the order of arrival.
+(``Rules.limits``) and they lie within the pair's distance and time window.
 
-Distances are great-circle distances on a sphere of radius 6,371,008.8 m (the mean Earth
-radius). Against the WGS 84 ellipsoid this errs by at most ~0.56 % (at SF's latitude ~0.25 %):
-under 2 m at 300 m, far below GPS and geocoding noise. A candidate query with PostGIS geography
-(spheroidal) pads its distance by ``SPHEROID_MARGIN`` so it never misses a pair the sphere links.
+The connected components of the link graph are the LINKED NEIGHBOURHOODS. They chain (A links
+B, B links C), so they are not the incidents: ``partition`` cuts each into incidents by a seeded
+assignment in a canonical order (seed ids: observed time first), every member within its
+pair's distance and window of the incident's seed (refs exempt), so any two members within
+twice that, however dense the reports. The result is a function of the set of reports, not of
+their arrival order.
+
+Distances: ``hub.fusion.geometry`` (great-circle, mean-radius sphere, ``SPHEROID_MARGIN`` for
+spheroidal candidate queries).
 
 Incident ids
 ------------
 Every report has a seed id (``seed_id``): a UUIDv8 whose first 48 bits are its observed_at in
 Unix milliseconds and whose other bits come from uuid5(NAMESPACE, event_id). An incident's id is
-the smallest seed among its members. This is deterministic and order-independent, and since
-ids order by time, an incident is named after its EARLIEST report: a merge keeps the older
-incident's id (the other becomes an alias, ``successors``), and a new report renames an
-incident only when it was observed before all its members (a late report), not, as with the
-smallest random uuid, with a chance of 1/(k+1) at every new member. A pinned report's seed is
-derived from ``"pinned:" + event_id``, so an operator's split never hands the incident's own id
-to the report split out of it.
+the seed of its first report in the canonical order, which is its smallest seed. Ids order by
+time, so an incident is named after its EARLIEST report; a late report observed before all of
+an incident's members may take over and rename it (the old id stays as an alias). A pinned
+report's seed is derived from ``"pinned:" + event_id``, so an operator's split never hands the
+incident's own id to the report split out of it.
 
 Incremental clustering (the invariant fusion relies on)
 -------------------------------------------------------
-Let S be the stored reports, already clustered (``prior``: event_id -> incident id), and B a new
-batch. Fetch the candidates C = the live, unpinned stored reports that could link to a live,
-unpinned report of B (``select_candidates`` is the reference; fusion fetches a superset, the
-stored reports inside ``links.candidate_spans``, plus those that ref a batch event id or are
-referenced by one). Then ``cluster(C + B, rules, prior)`` gives every report of C and B the id that
-``cluster(S + B)`` gives it, and ``successors(prior, result)`` renames the stored incidents
-that merged (their members that were not fetched take the new id).
+Let S be the stored reports and B a new batch. Fetch the stored reports that could link to a
+live report of B (``select_candidates`` is the reference; fusion fetches a superset), then
+EVERY live member of the neighbourhoods they are in (``neighbourhoods``). Then ``cluster`` of
+those and B gives every one of them the incident that ``cluster(S + B)`` gives it, and every
+other stored report keeps its incident.
 
-Why it holds: every link among stored reports already existed when they were clustered (a link
-depends on the pair alone), so their components are the prior incidents, and ``cluster`` unions
-the reports sharing a prior id; a batch report links to stored ones only directly, and those are
-exactly C. A component's far members need not be fetched: their membership is already known.
-This also covers a new report bridging two stored incidents: it links to a near member of each,
-and the two prior ids unite. Limits:
-  * Removing a link (a report cancelled or pinned) can SPLIT an incident. Pass ALL members of its
-    former incident, without prior entries for that incident, and it is recomputed.
-  * Changed rules change links among stored reports: recluster everything.
-  * ``prior`` must be the clustering of the current stored set (ids as ``cluster`` gave them).
+Why it holds: a link depends on the pair alone, so the neighbourhoods of S are closed under
+links among stored reports; B's reports link to stored ones only directly, so the neighbourhoods
+of S + B are those of S untouched by B, and the unions of B with the touched ones, all in hand.
+A neighbourhood's incidents depend on its own reports alone. Removing a link (a report
+cancelled or pinned) may split a neighbourhood: fetch all of its members, as for growth.
+Changed rules change links among stored reports: recluster everything.
 """
 
 from __future__ import annotations
@@ -72,12 +67,12 @@ from urllib.parse import quote
 
 import numpy as np
 
+from hub.fusion.geometry import EARTH_RADIUS_M, hav, hav_limit, metres
+from hub.fusion.geometry import SPHEROID_MARGIN as SPHEROID_MARGIN  # re-exported
 from hub.fusion.rules import Rules
 from schemas.event import Certainty, Severity, Status
 
 NAMESPACE = uuid.UUID("0b8f3d6e-7a41-5c2e-9f10-4d6a8c2b1e57")
-EARTH_RADIUS_M = 6_371_008.8
-SPHEROID_MARGIN = 1.006  # sphere vs. WGS 84 ellipsoid: at most ~0.56 % apart anywhere
 
 Decision = Literal["verified", "refuted"]
 Verification = Literal["reported", "corroborated", "verified", "refuted"]
@@ -125,21 +120,9 @@ class Report:
 
 def distance_m(a: Report, b: Report) -> float:
     """Great-circle distance (haversine on the mean-radius sphere)."""
-    h = _hav(math.radians(a.lat), math.radians(a.lon), math.radians(b.lat), math.radians(b.lon))
-    return 2.0 * EARTH_RADIUS_M * math.asin(math.sqrt(min(1.0, h)))
-
-
-def _hav(phi1: float, lam1: float, phi2: float, lam2: float) -> float:
-    # The same expression, in the same order, as the clustering loop: both must agree at the
-    # boundary to the last bit.
-    s1 = math.sin((phi2 - phi1) * 0.5)
-    s2 = math.sin((lam2 - lam1) * 0.5)
-    return s1 * s1 + math.cos(phi1) * math.cos(phi2) * s2 * s2
-
-
-def _hav_limit(distance: float) -> float:
-    """The haversine value of ``distance`` metres: comparing against it skips asin/sqrt."""
-    return math.sin(distance / (2.0 * EARTH_RADIUS_M)) ** 2
+    return metres(
+        hav(math.radians(a.lat), math.radians(a.lon), math.radians(b.lat), math.radians(b.lon))
+    )
 
 
 def could_link(a: Report, b: Report, rules: Rules) -> bool:
@@ -160,8 +143,8 @@ def could_link(a: Report, b: Report, rules: Rules) -> bool:
     phi_a, phi_b = math.radians(a.lat), math.radians(b.lat)
     if abs(phi_b - phi_a) > limits.distance_m / EARTH_RADIUS_M:  # as the loop's cheap rejection
         return False
-    h = _hav(phi_a, math.radians(a.lon), phi_b, math.radians(b.lon))
-    return h <= _hav_limit(limits.distance_m)
+    h = hav(phi_a, math.radians(a.lon), phi_b, math.radians(b.lon))
+    return h <= hav_limit(limits.distance_m)
 
 
 # --- incident ids -----------------------------------------------------------------------------
@@ -206,27 +189,29 @@ def seed_texts(event_ids: Sequence[str], pinned: Sequence[bool], ms: np.ndarray)
 # --- clustering -------------------------------------------------------------------------------
 
 
-def cluster(
-    reports: Iterable[Report],
-    rules: Rules,
-    prior: Mapping[uuid.UUID, uuid.UUID] | None = None,
-) -> dict[uuid.UUID, uuid.UUID]:
-    """event_id -> incident id for every live report (cancelled ones belong to no incident).
-
-    ``prior`` maps stored reports to the incident they are in: reports sharing a prior id are
-    one component already, and the incident id takes the prior ids into account, so the far
-    members of a stored incident need not be passed (module doc). Prior entries of pinned and
-    cancelled reports are ignored. The work is ``links.cluster_frame``'s, on columns.
-    """
-    from hub.fusion.links import cluster_frame, report_frame  # it builds on this module
+def cluster(reports: Iterable[Report], rules: Rules) -> dict[uuid.UUID, uuid.UUID]:
+    """event_id -> incident id for every live report (cancelled ones belong to no incident):
+    the neighbourhoods, each partitioned (module doc). The work is ``links.correlate_frame``'s,
+    on columns."""
+    from hub.fusion.links import correlate_frame, report_frame  # it builds on this module
 
     unique = _unique(reports)
-    frame = report_frame(unique, prior or {})
-    incidents = cluster_frame(frame, rules)
+    incidents = correlate_frame(report_frame(unique), rules)["incident"]
     return {
         r.event_id: uuid.UUID(incident)
         for r, incident in zip(unique, incidents, strict=True)
         if incident is not None
+    }
+
+
+def neighbourhoods(reports: Iterable[Report], rules: Rules) -> dict[uuid.UUID, uuid.UUID]:
+    """event_id -> the linked neighbourhood (its smallest seed) of every live report."""
+    from hub.fusion.links import correlate_frame, report_frame
+
+    unique = _unique(reports)
+    components = correlate_frame(report_frame(unique), rules)["component"]
+    return {
+        r.event_id: uuid.UUID(c) for r, c in zip(unique, components, strict=True) if c is not None
     }
 
 
@@ -352,6 +337,7 @@ class IncidentSummary:
         incident_id: uuid.UUID,
         reports: Iterable[Report],
         decision: Decision | None = None,
+        rules: Rules | None = None,
     ) -> IncidentSummary:
         """The summary of the live ``reports`` (cancelled ones are left out); the work is
         ``summaries.summarise``'s, on columns."""
@@ -363,7 +349,7 @@ class IncidentSummary:
         frame = report_frame(_unique(reports)).with_columns(
             pl.lit(str(incident_id)).alias("incident"), pl.lit(None, pl.String).alias("category")
         )
-        rows = summarise(frame).to_dicts()
+        rows = summarise(frame, rules or Rules.load()).to_dicts()
         if not rows:
             raise ValueError(f"incident {incident_id} has no live report")
         (row,) = rows
@@ -377,7 +363,7 @@ class IncidentSummary:
             last_observed_at=row["last_observed_at"],
             communities=tuple(row["communities"]),
             sources=row["sources"],
-            verification=verification_state(row["sources"], decision),
+            verification=decision or row["verification"],
             members=tuple(uuid.UUID(m) for m in row["members"]),
             points=tuple(zip(row["lon"], row["lat"], strict=True)),
         )

@@ -34,7 +34,7 @@ import shapely
 from psycopg.types.json import Jsonb
 
 from hub.fusion.correlate import CERTAINTY_ORDER, SEVERITY_ORDER
-from hub.fusion.links import REPORT_SCHEMA, candidate_spans, cluster_frame, in_spans
+from hub.fusion.links import REPORT_SCHEMA, candidate_spans, correlate_frame
 from hub.fusion.rules import Rules
 from hub.fusion.stages import Batch
 from hub.fusion.summaries import summarise
@@ -57,8 +57,12 @@ ROW_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "plain_point": pl.Boolean,  # a 2D point: its representative point is itself
 }
 _NEW_SCHEMA = {**ROW_SCHEMA, "properties": pl.String}
-_STORED_SCHEMA = {**ROW_SCHEMA, "incident_id": pl.String, "pinned": pl.Boolean}
-_MEMBER_SCHEMA = {**_STORED_SCHEMA, "cancelled": pl.Boolean}
+_STORED_SCHEMA = {
+    **ROW_SCHEMA,
+    "incident_id": pl.String,
+    "pinned": pl.Boolean,
+    "component_id": pl.String,
+}
 
 # In the order of ROW_SCHEMA.
 _ROW_COLUMNS = """
@@ -83,43 +87,44 @@ SELECT i.id FROM incident i
 WHERE i.id = coalesce((SELECT incident_id FROM incident_alias WHERE alias = %(id)s), %(id)s)
 """
 
-# Stored, live, unpinned reports inside the batch's spans, with their incident: per span one range
-# scan of incident_report's reach index (LATERAL: a plan that cannot turn into a join of whole
-# tables, whatever the statistics say). Their events are read by key afterwards (``_BY_ID``).
+# The neighbourhoods of the stored, live, unpinned reports inside the batch's spans (time and
+# box): per span one range scan of incident_report's reach index (LATERAL: a plan that cannot
+# turn into a join of whole tables, whatever the statistics say).
 _IN_SPANS = """
-SELECT DISTINCT r.event_id::text, r.incident_id::text
+SELECT DISTINCT r.component_id::text
 FROM unnest(%(status)s::text[], %(event_type)s::text[], %(start)s::timestamptz[],
-            %(end)s::timestamptz[]) AS s(status, event_type, t0, t1)
+            %(end)s::timestamptz[], %(west)s::float8[], %(south)s::float8[],
+            %(east)s::float8[], %(north)s::float8[]) AS s(status, event_type, t0, t1, w, s, e, n)
 CROSS JOIN LATERAL (
-    SELECT event_id, incident_id FROM incident_report r
+    SELECT component_id FROM incident_report r
     WHERE r.status = s.status AND r.event_type = s.event_type
         AND r.observed_at BETWEEN s.t0 AND s.t1 AND NOT r.cancelled AND NOT r.pinned
+        AND r.lon BETWEEN s.w AND s.e AND r.lat BETWEEN s.s AND s.n
     OFFSET 0  -- a fence: kept as a per-span index scan, never pulled up into a merge join
 ) AS r
 """
 
-_BY_ID = f"""
-SELECT {_ROW_COLUMNS} FROM event e WHERE e.event_id = ANY(%(ids)s::uuid[])
-"""
-
-# Linked by refs, both ways: what the batch's reports update (by id), and stored reports that
-# update one of the batch's (sent before it: out of order). Two index scans (pkey, GIN on refs).
-_BY_REFS = f"""
-SELECT {_ROW_COLUMNS}, r.incident_id::text, r.pinned
-FROM event e JOIN incident_report r ON r.event_id = e.event_id
-WHERE NOT r.cancelled AND e.event_id = ANY(%(refs)s::uuid[])
+# Linked by refs, both ways: the neighbourhoods of what the batch's reports update (by id), and
+# of stored reports that update one of the batch's (sent before it: out of order). Two index
+# scans (pkey, GIN on refs).
+_BY_REFS = """
+SELECT r.component_id::text FROM incident_report r
+WHERE NOT r.cancelled AND r.event_id = ANY(%(refs)s::uuid[])
 UNION
-SELECT {_ROW_COLUMNS}, r.incident_id::text, r.pinned
+SELECT r.component_id::text
 FROM event e JOIN incident_report r ON r.event_id = e.event_id
-WHERE NOT r.cancelled AND e.refs <> '{{}}' AND e.refs && %(ids)s::uuid[]
+WHERE NOT r.cancelled AND e.refs <> '{}' AND e.refs && %(ids)s::uuid[]
 """
 
-_MEMBERS = f"""
-SELECT {_ROW_COLUMNS}, r.incident_id::text, r.pinned, r.cancelled
+# Every live member of some neighbourhoods, with its incident: what the partition is re-run on.
+_NEIGHBOURS = f"""
+SELECT {_ROW_COLUMNS}, r.incident_id::text, r.pinned, r.component_id::text
 FROM incident_report r JOIN event e ON e.event_id = r.event_id
-WHERE r.incident_id = ANY(%(ids)s::uuid[])
+WHERE r.component_id = ANY(%(ids)s::uuid[]) AND NOT r.cancelled
 """
 
+_SPAN_TEXT = ("status", "event_type", "start", "end")
+_SPAN_BOX = ("west", "south", "east", "north")
 _PLAIN_POINT_WKB = "0101000000"  # little-endian WKB, type 1 without Z/M/SRID flags
 _PICTURES = ("actual", "exercise", "test")
 
@@ -205,6 +210,9 @@ def as_reports(rows: pl.DataFrame) -> pl.DataFrame:
         (pl.col("cancelled") if "cancelled" in have else pl.lit(False)).alias("cancelled"),
         (pl.col("incident_id") if "incident_id" in have else pl.lit(None, pl.String)).alias(
             "prior"
+        ),
+        (pl.col("component_id") if "component_id" in have else pl.lit(None, pl.String)).alias(
+            "neighbourhood"
         ),
     ).select(*REPORT_SCHEMA, "category", "plain_point")
     ok = (
@@ -371,78 +379,75 @@ class IncidentStage:
         reclustered: pl.DataFrame,
         touched: set[str],
     ) -> Linked:
-        """Correlation of the batch's reports with the stored candidates and the re-clustered
-        members, and what it changes; no database (a plan runs it beside the insert).
-        ``touched``: incidents already changed (by cancels and splits)."""
+        """Correlation of the batch's reports with every live member of the neighbourhoods
+        they touch (``stored``, and ``reclustered`` after cancels and splits), and what it
+        changes; no database (a plan runs it beside the insert). ``touched``: incidents
+        already changed (by cancels and splits)."""
         new = _follow_pinned(new, stored)
-        # Re-clustered members carry no prior: a cancelled bridge may split their incident.
         members = pl.concat([stored, reclustered, new]).unique(
             "event_id", keep="last", maintain_order=True
         )
-        members = members.with_columns(cluster_frame(members, self.rules))
+        members = members.with_columns(correlate_frame(members, self.rules))
         assigned = members.filter(pl.col("incident").is_not_null())
-        moves = _successors(stored, assigned)
         arrived = set(new["event_id"].to_list())
-        regrouped = set(reclustered["event_id"].to_list())
-        # Only incidents a new or re-clustered report is in, or that lost or gained an id,
-        # changed: the other candidates were fetched as a superset and are left alone.
-        moved = assigned.filter(pl.col("event_id").is_in(arrived | regrouped))
-        touched = touched | set(moved["incident"].unique().to_list())
-        touched.update(i for new_ids in moves.values() for i in new_ids)
-        # Incidents with a stored member may have members not in hand: rebuilt from the store.
-        with_stored = set(assigned.filter(pl.col("prior").is_not_null())["incident"].to_list())
-        fresh = assigned.filter(
-            pl.col("incident").is_in(list(touched)) & ~pl.col("incident").is_in(list(with_stored))
+        was = assigned.filter(pl.col("prior").is_not_null())
+        moved = was.filter(
+            (pl.col("incident") != pl.col("prior"))
+            | (pl.col("component") != pl.col("neighbourhood"))
         )
-        fresh_ids = set(fresh["incident"].unique().to_list())
+        alive = set(assigned["incident"].unique().to_list())
+        moves = _successors(was, alive)
+        changed = touched | set(moved["incident"].to_list()) | set(moved["prior"].to_list())
+        changed |= set(assigned.filter(pl.col("prior").is_null())["incident"].to_list())
+        changed |= set(moves.values())
+        fresh = assigned.filter(pl.col("incident").is_in(list(changed & alive)))
         return Linked(
             assigned=assigned,
             arrived=arrived,
-            regrouped=regrouped,
+            moved=moved.select("event_id", "incident", "component"),
             moves=moves,
-            touched=touched,
-            fresh=_incident_rows(fresh, arrived),
-            stale=touched - fresh_ids,
+            touched=changed & alive,
+            fresh=_incident_rows(fresh, arrived, self.rules),
+            closed=sorted(touched - alive - set(moves)),
         )
 
     def _write(self, conn: psycopg.Connection[Any], linked: Linked, counts: IncidentCounts) -> None:
         self._rename(conn, linked.moves, counts)
-        self._assign(conn, linked.assigned, linked.arrived, linked.regrouped)
+        self._assign(conn, linked)
         counts.touched |= linked.touched
-        counts.created = self._rebuild(conn, linked.stale, linked.fresh, linked.arrived)
+        counts.created = self._rebuild(conn, linked)
 
     # --- the steps ----------------------------------------------------------------------
 
     def _cancel(
         self, conn: psycopg.Connection[Any], ids: list[str], counts: IncidentCounts
     ) -> pl.DataFrame:
-        """Mark cancelled reports; return the live members of their incidents to re-cluster
-        (without prior: a cancelled bridge may split an incident)."""
+        """Mark cancelled reports; return the live members of their neighbourhoods to
+        partition again (a cancelled report may have been a seed or a bridge)."""
         if not ids:
             return _EMPTY_REPORTS
         hit = conn.execute(
-            "UPDATE incident_report SET cancelled = true"
-            " WHERE event_id = ANY(%s::uuid[]) AND NOT cancelled RETURNING incident_id, event_id",
+            "UPDATE incident_report SET cancelled = true WHERE event_id = ANY(%s::uuid[])"
+            " AND NOT cancelled RETURNING incident_id, event_id, component_id",
             (pg_array(ids),),
         ).fetchall()
         counts.cancelled = len(hit)
-        incidents = sorted({str(incident) for incident, _ in hit})
-        for incident, event_id in hit:
+        for incident, event_id, _ in hit:
             _timeline(conn, incident, "report_cancelled", event_id)
-        counts.touched.update(incidents)
-        return self._live_members(conn, incidents)
+        counts.touched.update(str(incident) for incident, _, _ in hit)
+        return self._live_members(conn, sorted({str(c) for _, _, c in hit}))
 
     def _split(
         self, conn: psycopg.Connection[Any], splits: list[Decision], counts: IncidentCounts
     ) -> pl.DataFrame:
         """Pin each split-out report (its own incident from now on, never merged again
-        automatically); return the live members of the incidents it left, to re-cluster."""
-        incidents = []
+        automatically); return the live members of its neighbourhood, to partition again."""
+        incidents, components = [], []
         for d in splits:
             current = _current(conn, d.incident_id)
             pinned = conn.execute(
                 "UPDATE incident_report SET pinned = true WHERE event_id = %s"
-                " AND incident_id = %s AND NOT pinned RETURNING incident_id",
+                " AND incident_id = %s AND NOT pinned RETURNING component_id",
                 (d.report_id, current),
             ).fetchone()
             if current is None or pinned is None:
@@ -452,18 +457,18 @@ class IncidentStage:
                 continue
             _timeline(conn, current, "report_split", d.report_id, d.detail())
             incidents.append(str(current))
+            components.append(str(pinned[0]))
         counts.touched.update(incidents)
-        return self._live_members(conn, incidents)
+        return self._live_members(conn, components)
 
     def _live_members(
-        self, conn: psycopg.Connection[Any], incidents: Sequence[str]
+        self, conn: psycopg.Connection[Any], neighbourhoods: Sequence[str]
     ) -> pl.DataFrame:
-        """The live members of ``incidents`` as reports without prior (to be re-clustered)."""
-        if not incidents:
+        """Every live member of ``neighbourhoods``, with its incident and neighbourhood."""
+        if not neighbourhoods:
             return _EMPTY_REPORTS
-        rows = read_frame(conn, _MEMBERS, {"ids": pg_array(incidents)}, _MEMBER_SCHEMA)
-        live = rows.filter(~pl.col("cancelled")).drop("incident_id")
-        return as_reports(live)
+        ids = pg_array(sorted(set(neighbourhoods)))
+        return as_reports(read_frame(conn, _NEIGHBOURS, {"ids": ids}, _STORED_SCHEMA))
 
     def _decide(
         self, conn: psycopg.Connection[Any], decisions: list[Decision], counts: IncidentCounts
@@ -484,100 +489,64 @@ class IncidentStage:
             counts.touched.add(str(current))
 
     def _candidates(self, conn: psycopg.Connection[Any], new: pl.DataFrame) -> pl.DataFrame:
-        """A superset of the stored reports that may link to the batch (``correlate`` doc),
-        with the incident each is in (``prior``) and whether it is pinned."""
-        found: list[pl.DataFrame] = []
+        """Every live member of the stored neighbourhoods the batch may touch (``correlate``
+        doc): those of the stored reports that may link to a new one (a superset), and of
+        the reports linked to one by refs."""
+        found: set[str] = set()
         spans = candidate_spans(self.rules, new)
         if spans.height:
-            params = {c: pg_array_of(spans[c]) for c in ("status", "event_type", "start", "end")}
-            hits = dict(conn.execute(_IN_SPANS, params).fetchall())
-            if hits:
-                events = read_frame(conn, _BY_ID, {"ids": pg_array(hits)}, ROW_SCHEMA)
-                inside = in_spans(events, spans).with_columns(
-                    pl.col("event_id").replace_strict(hits).alias("incident_id"),
-                    pl.lit(False).alias("pinned"),
-                )
-                found.append(inside)
+            params = {c: pg_array_of(spans[c]) for c in _SPAN_TEXT}
+            params |= {c: pg_array(spans[c]) for c in _SPAN_BOX}
+            found.update(c for (c,) in conn.execute(_IN_SPANS, params).fetchall())
         if new.height:
             refs = new["refs"].explode().drop_nulls()
             params = {"refs": pg_array(refs), "ids": pg_array(new["event_id"])}
-            found.append(read_frame(conn, _BY_REFS, params, _STORED_SCHEMA))
-        if not found:
-            return _EMPTY_REPORTS
-        stored = pl.concat(found).unique("event_id", keep="first", maintain_order=True)
-        return as_reports(stored)
+            found.update(c for (c,) in conn.execute(_BY_REFS, params).fetchall())
+        return self._live_members(conn, sorted(found))
 
     def _rename(
-        self,
-        conn: psycopg.Connection[Any],
-        moves: dict[str, frozenset[str]],
-        counts: IncidentCounts,
+        self, conn: psycopg.Connection[Any], moves: dict[str, str], counts: IncidentCounts
     ) -> None:
-        """Incidents that lost their id: one successor = merged or renamed (members and
-        timeline follow, the old id stays as an alias); several = split by a cancel (the
-        re-clustered members already carry their new ids)."""
-        merges = sorted((old, new) for old, new_ids in moves.items() if len(new_ids) == 1
-                        for new in new_ids)  # fmt: skip
-        for new_ids in moves.values():
-            counts.touched.update(new_ids)
-        if merges:
-            params = {"old": pg_array(o for o, _ in merges), "new": pg_array(n for _, n in merges)}
-            for statement in _MERGES:
-                conn.execute(statement, params)
-            counts.merged += len(merges)
-        if moves:
-            conn.execute(
-                "DELETE FROM incident WHERE id = ANY(%s::uuid[])", (pg_array(sorted(moves)),)
-            )
+        """Incidents that lost their id (merged, renamed, or split by a new partition): the old
+        id stays as an alias of the incident that took most of its members, and its timeline
+        and decision follow there."""
+        if not moves:
+            return
+        merges = sorted(moves.items())
+        params = {"old": pg_array(o for o, _ in merges), "new": pg_array(n for _, n in merges)}
+        for statement in _MERGES:
+            conn.execute(statement, params)
+        counts.merged += len(merges)
+        conn.execute("DELETE FROM incident WHERE id = ANY(%s::uuid[])", (pg_array(sorted(moves)),))
 
-    def _assign(
-        self,
-        conn: psycopg.Connection[Any],
-        assigned: pl.DataFrame,
-        arrived: set[str],
-        reclustered: set[str],
-    ) -> None:
-        joined = assigned.filter(pl.col("event_id").is_in(arrived))
-        # Members of an incident a cancel may have split: each goes to its piece.
-        moved = assigned.filter(pl.col("event_id").is_in(reclustered))
+    def _assign(self, conn: psycopg.Connection[Any], linked: Linked) -> None:
+        """The batch's reports by COPY (new events: no row can exist yet); stored reports whose
+        incident or neighbourhood changed in one set-based update."""
+        joined = linked.assigned.filter(pl.col("event_id").is_in(linked.arrived))
         with conn.cursor() as cur:
-            # COPY: the batch's reports are new events, so no row can exist yet.
             copy_frame(
                 cur,
                 _COPY_REPORTS,
                 joined.select("event_id", "incident", "status", "event_type", "observed_at",
-                              "pinned"),
+                              "pinned", "component", "lon", "lat"),
             )  # fmt: skip
-            cur.executemany(
-                "UPDATE incident_report SET incident_id = %s WHERE event_id = %s",
-                moved.select("incident", "event_id").rows(),
-            )
-
-    def _rebuild(
-        self,
-        conn: psycopg.Connection[Any],
-        stale: Iterable[str],
-        fresh: pl.DataFrame,
-        arrived: set[str],
-    ) -> int:
-        """Every touched incident's row from its live members: ``fresh`` rows computed from
-        the members in hand, ``stale`` ones (with stored members not fetched) from the store.
-        Returns how many incidents are new."""
-        ids = sorted(stale)
-        parts = [fresh]
-        if ids:
-            rows = read_frame(conn, _MEMBERS, {"ids": pg_array(ids)}, _MEMBER_SCHEMA)
-            members = as_reports(rows).with_columns(pl.col("prior").alias("incident"))
-            live = members.filter(~pl.col("cancelled"))
-            closed = sorted(set(ids) - set(live["incident"].unique().to_list()))
-            if closed:
-                conn.execute(
-                    "UPDATE incident SET state = 'closed',"
-                    " updated_seq = nextval('incident_update_seq') WHERE id = ANY(%s::uuid[])",
-                    (pg_array(closed),),
+            moved = linked.moved
+            if moved.height:
+                cur.execute(
+                    _MOVE_REPORTS,
+                    {c: pg_array(moved[c]) for c in ("event_id", "incident", "component")},
                 )
-            parts.append(_incident_rows(live, arrived))
-        rows = pl.concat(parts)
+
+    def _rebuild(self, conn: psycopg.Connection[Any], linked: Linked) -> int:
+        """Every changed incident's row from its live members (all in hand); incidents left
+        without a live member are closed. Returns how many incidents are new."""
+        if linked.closed:
+            conn.execute(
+                "UPDATE incident SET state = 'closed',"
+                " updated_seq = nextval('incident_update_seq') WHERE id = ANY(%s::uuid[])",
+                (pg_array(linked.closed),),
+            )
+        rows = linked.fresh
         return _write_rows(conn, rows) if rows.height else 0
 
 
@@ -585,23 +554,23 @@ class IncidentStage:
 class Linked:
     """What correlation decided for a batch, before anything of it is written."""
 
-    assigned: pl.DataFrame  # every clustered report (stored, re-clustered, new) with incident
+    assigned: pl.DataFrame  # every partitioned report (stored and new) with its incident
     arrived: set[str]  # the batch's reports
-    regrouped: set[str]  # re-clustered members (after a cancel or split)
-    moves: dict[str, frozenset[str]]  # incidents that lost their id -> their successors
-    touched: set[str]  # incidents a new or re-clustered report is in, and successors
-    fresh: pl.DataFrame  # rows of touched incidents whose members are all in hand
-    stale: set[str]  # touched incidents to rebuild from the store
+    moved: pl.DataFrame  # stored reports whose incident or neighbourhood changed
+    moves: dict[str, str]  # incidents that lost their id -> where most of their members went
+    touched: set[str]  # incidents whose members changed (all rebuilt from ``fresh``)
+    fresh: pl.DataFrame  # the rows of the touched incidents
+    closed: list[str]  # incidents left without a live member
 
 
-def _incident_rows(members: pl.DataFrame, arrived: set[str]) -> pl.DataFrame:
+def _incident_rows(members: pl.DataFrame, arrived: set[str], rules: Rules) -> pl.DataFrame:
     """``summarise`` of the members, with whether all of an incident's members are 2D points
     (``plain_point``) and all arrived in this batch (``new``: the incident cannot exist), and
     the geometry of those of points (``geom``)."""
     flags = members.group_by("incident").agg(
         pl.col("plain_point").all(), pl.col("event_id").is_in(list(arrived)).all().alias("new")
     )
-    rows = summarise(members).join(flags, on="incident", maintain_order="left")
+    rows = summarise(members, rules).join(flags, on="incident", maintain_order="left")
     return rows.with_columns(_hulls(rows))
 
 
@@ -615,19 +584,18 @@ def _follow_pinned(new: pl.DataFrame, stored: pl.DataFrame) -> pl.DataFrame:
     return new.with_columns((pl.col("pinned") | follows).alias("pinned"))
 
 
-def _successors(stored: pl.DataFrame, assigned: pl.DataFrame) -> dict[str, frozenset[str]]:
-    """``correlate.successors`` on frames: prior incidents that no longer exist -> the
-    incidents their clustered members are in now."""
-    alive = assigned["incident"].unique()
+def _successors(stored: pl.DataFrame, alive: set[str]) -> dict[str, str]:
+    """Prior incidents that no longer exist -> the incident that took most of their members
+    (ties: the older id). ``stored``: the stored reports with ``prior`` and ``incident``."""
     gone = (
-        stored.filter(pl.col("prior").is_not_null())
-        .select("event_id", "prior")
-        .join(assigned.select("event_id", "incident"), on="event_id")
-        .filter(~pl.col("prior").is_in(alive.implode()))
-        .group_by("prior")
-        .agg(pl.col("incident").unique())
+        stored.filter(~pl.col("prior").is_in(list(alive)))
+        .group_by("prior", "incident")
+        .agg(pl.len().alias("n"))
+        .sort(["prior", "n", "incident"], descending=[False, True, False])
+        .group_by("prior", maintain_order=True)
+        .agg(pl.col("incident").first())
     )
-    return {old: frozenset(new) for old, new in gone.iter_rows()}
+    return dict(gone.iter_rows())
 
 
 # --- SQL helpers ------------------------------------------------------------------------------
@@ -653,8 +621,6 @@ def _timeline(
 # when the survivor has none (the first such, by old id), and the timeline records the merge.
 _MOVES = "SELECT * FROM unnest(%(old)s::uuid[], %(new)s::uuid[]) AS m(old, new)"
 _MERGES = (
-    f"UPDATE incident_report r SET incident_id = m.new FROM ({_MOVES}) m"
-    " WHERE r.incident_id = m.old",
     f"UPDATE incident_timeline t SET incident_id = m.new FROM ({_MOVES}) m"
     " WHERE t.incident_id = m.old",
     f"UPDATE incident_alias a SET incident_id = m.new FROM ({_MOVES}) m"
@@ -712,9 +678,15 @@ RETURNING (xmax = 0) AS created
 # status, event_type and observed_at repeat the event's: the candidate search then reads one
 # narrow index of live reports (``_IN_SPANS``) instead of the whole event history.
 _COPY_REPORTS = (
-    "COPY incident_report (event_id, incident_id, status, event_type, observed_at, pinned)"
-    " FROM STDIN (FORMAT csv)"
+    "COPY incident_report (event_id, incident_id, status, event_type, observed_at, pinned,"
+    " component_id, lon, lat) FROM STDIN (FORMAT csv)"
 )
+_MOVE_REPORTS = """
+UPDATE incident_report r SET incident_id = m.incident, component_id = m.component
+FROM unnest(%(event_id)s::uuid[], %(incident)s::uuid[], %(component)s::uuid[])
+    AS m(event_id, incident, component)
+WHERE r.event_id = m.event_id
+"""
 
 _INCIDENT_COLUMNS = (
     "id, status, category, event_type, severity, certainty, verification, sources, reports,"

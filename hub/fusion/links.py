@@ -1,12 +1,13 @@
 """The incident graph on columns: every link of ``correlate.could_link`` among thousands of
-reports at once, and the incidents as its connected components, named as ``correlate`` says.
+reports at once, the linked neighbourhoods, and their incidents, named as ``correlate`` says.
 
 ``correlate`` holds the model (the link rule, seeds, the incremental invariant); this module is
 its fast arm. Per compatible pair of (picture, type) groups, a k-d tree over coordinates scaled
 so that the pair's limits become a unit box returns every pair that could link (a superset:
 latitude by the meridian bound, longitude by the haversine bound at the lowest cosine of the
 groups, time by the window; points near the antimeridian are also placed a turn away), numpy
-applies the exact test, and scipy labels the components of the proximity, refs and prior edges.
+applies the exact test, and scipy labels the components of the proximity and refs edges: the
+linked neighbourhoods, which ``partition`` cuts into incidents.
 
 Exactness: numpy's sine may differ from libm's in the last bit, so a pair whose haversine value
 lies within a hair of the limit is decided again by ``correlate._hav`` (math, the link rule's
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,18 +28,14 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from hub.fusion.correlate import (
-    EARTH_RADIUS_M,
-    SPHEROID_MARGIN,
-    Report,
-    _hav,
-    _hav_limit,
-    seed_texts,
-)
+from hub.fusion.correlate import Report, seed_texts
+from hub.fusion.geometry import EARTH_RADIUS_M, SPHEROID_MARGIN, hav, hav_limit
+from hub.fusion.partition import Place, assign
 from hub.fusion.rules import Reach, Rules
 
-# The columns a report frame has (``correlate.Report`` as columns); ``prior`` is the incident a
-# stored report is in (null for new ones). Ids are canonical uuid text, which orders as the uuids.
+# The columns a report frame has (``correlate.Report`` as columns); ``prior`` and
+# ``neighbourhood`` are the incident and the linked neighbourhood a stored report is in (null
+# for new ones). Ids are canonical uuid text, which orders as the uuids.
 REPORT_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "event_id": pl.String,
     "event_type": pl.String,
@@ -54,6 +51,7 @@ REPORT_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "pinned": pl.Boolean,
     "cancelled": pl.Boolean,
     "prior": pl.String,
+    "neighbourhood": pl.String,
 }
 
 _DEG = math.pi / 180.0  # as math.radians multiplies, to the bit
@@ -83,6 +81,7 @@ def report_frame(
             "pinned": [r.pinned for r in reports],
             "cancelled": [r.cancelled for r in reports],
             "prior": [_text(prior.get(r.event_id)) for r in reports],
+            "neighbourhood": [None] * len(reports),
         },
         schema=REPORT_SCHEMA,
     )
@@ -111,32 +110,109 @@ class _Points:
 
 def cluster_frame(reports: pl.DataFrame, rules: Rules) -> pl.Series:
     """The incident id of every row (null for cancelled rows); rows have distinct event_ids.
+    The same as ``correlate.cluster`` on the rows as reports."""
+    return correlate_frame(reports, rules)["incident"]
 
-    The same as ``correlate.cluster`` on the rows as reports, with ``prior`` from the column.
-    """
+
+def correlate_frame(reports: pl.DataFrame, rules: Rules) -> pl.DataFrame:
+    """Per row (rows have distinct event_ids): ``component``, the linked neighbourhood it is
+    in (the connected component of the link graph, named by its smallest seed), and
+    ``incident``, its incident (``partition.assign`` within the neighbourhood, named by the
+    seed of its first report); both null for cancelled rows."""
     n = reports.height
     if n == 0:
-        return pl.Series("incident", [], dtype=pl.String)
+        return pl.DataFrame(schema={"component": pl.String, "incident": pl.String})
     pts = _Points.of(reports)
     alive = ~reports["cancelled"].to_numpy()
-    edges = [
-        *_proximity_edges(reports, alive, pts, rules),
-        _ref_edges(reports, alive),
-        _prior_edges(reports, alive),
-    ]
-    i = np.concatenate([e[0] for e in edges])
-    j = np.concatenate([e[1] for e in edges])
+    near = list(_proximity_edges(reports, alive, pts, rules))
+    refs = _ref_edges(reports, alive)
+    i = np.concatenate([refs[0], *(e[0] for e in near)])
+    j = np.concatenate([refs[1], *(e[1] for e in near)])
     graph = coo_matrix((np.ones(len(i), dtype=np.int8), (i, j)), shape=(n, n))
     _, labels = connected_components(graph, directed=False)
-    return _names(reports, alive, pts, labels)
+    seeds = _seeds(reports, pts)
+    rank = _rank(seeds, alive)
+    _, units = connected_components(
+        coo_matrix((np.ones(len(refs[0]), dtype=np.int8), refs), shape=(n, n)), directed=False
+    )
+    scored = (
+        np.concatenate([e[0] for e in near]) if near else np.empty(0, np.int64),
+        np.concatenate([e[1] for e in near]) if near else np.empty(0, np.int64),
+        np.concatenate([e[2] for e in near]) if near else np.empty(0, np.float64),
+    )
+    seed_rows = assign(
+        rank,
+        units,
+        reports["pinned"].to_numpy(),
+        scored,
+        _automated(reports),
+        Place(pts.phi, pts.lam, pts.t, reports["event_type"].to_list(), _pair_limits(rules)),
+        rules.same_place_m,
+    )
+    first = _first_rows(labels, rank)
+    return pl.DataFrame(
+        {
+            "component": [
+                seeds[first[c]] if live else None
+                for c, live in zip(labels.tolist(), alive.tolist(), strict=True)
+            ],
+            "incident": [seeds[k] if k >= 0 else None for k in seed_rows.tolist()],
+        },
+        schema={"component": pl.String, "incident": pl.String},
+    )
 
 
 Edges = tuple[np.ndarray, np.ndarray]
+Scored = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _pair_limits(rules: Rules) -> Callable[[str, str], tuple[float, float] | None]:
+    """(distance in metres, window in seconds) of a pair of types, None when they never link."""
+
+    def limits(a: str, b: str) -> tuple[float, float] | None:
+        reach = rules.limits(a, b)
+        return None if reach is None else (reach.distance_m, reach.window.total_seconds())
+
+    return limits
+
+
+def _seeds(reports: pl.DataFrame, pts: _Points) -> list[str]:
+    """Every row's seed text (``correlate.seed_text``)."""
+    ms = np.clip(np.floor(pts.t * 1000.0), 0, _MAX_MS).astype(np.int64)
+    return seed_texts(reports["event_id"].to_list(), reports["pinned"].to_list(), ms)
+
+
+def _rank(seeds: list[str], alive: np.ndarray) -> np.ndarray:
+    """The canonical order of the live rows (by seed text: time first), -1 for the others."""
+    rank = np.full(len(seeds), -1, dtype=np.int64)
+    live = np.flatnonzero(alive)
+    order = sorted(live.tolist(), key=seeds.__getitem__)
+    rank[order] = np.arange(len(order))
+    return rank
+
+
+def _first_rows(labels: np.ndarray, rank: np.ndarray) -> list[int]:
+    """Per component label, its first live row in the canonical order (-1: none live). The
+    component is named by that row's seed, its smallest."""
+    k = int(labels.max()) + 1 if len(labels) else 0
+    first = np.full(k, -1, dtype=np.int64)
+    live = np.flatnonzero(rank >= 0)
+    by_rank = live[np.argsort(rank[live])][::-1]  # later rows first: the earliest writes last
+    first[labels[by_rank]] = by_rank
+    return first.tolist()
+
+
+def _automated(reports: pl.DataFrame) -> list[str | None]:
+    """The source key of rows from an automated source (a system or a signed sensor): one such
+    source reporting two places reports two emergencies (``partition``). People: None."""
+    keys = reports["source_key"]
+    automated = keys.str.starts_with("s:") | keys.str.starts_with("k:")
+    return pl.select(pl.when(automated).then(keys))["source_key"].to_list()
 
 
 def _proximity_edges(
     reports: pl.DataFrame, alive: np.ndarray, pts: _Points, rules: Rules
-) -> Iterator[Edges]:
+) -> Iterator[Scored]:
     types = reports["event_type"]
     correlating = {t for t in types.unique().to_list() if rules.rule(t).correlate}
     linkable = alive & ~reports["pinned"].to_numpy() & types.is_in(list(correlating)).to_numpy()
@@ -156,8 +232,9 @@ def _proximity_edges(
                 yield _pairs(rows_a, rows_b, reach, pts, same=a == b)
 
 
-def _pairs(a: np.ndarray, b: np.ndarray, reach: Reach, pts: _Points, *, same: bool) -> Edges:
-    """The pairs of rows of ``a`` x ``b`` that link by proximity (``same``: a is b)."""
+def _pairs(a: np.ndarray, b: np.ndarray, reach: Reach, pts: _Points, *, same: bool) -> Scored:
+    """The pairs of rows of ``a`` x ``b`` that link by proximity (``same``: a is b), with
+    their score (``partition``)."""
     distance, window = reach.distance_m, reach.window.total_seconds()
     dphi = distance / EARTH_RADIUS_M
     both = a if same else np.concatenate([a, b])
@@ -187,20 +264,24 @@ def _pairs(a: np.ndarray, b: np.ndarray, reach: Reach, pts: _Points, *, same: bo
     return _exact(i[keep], j[keep], distance, window, pts)
 
 
-def _exact(i: np.ndarray, j: np.ndarray, distance: float, window: float, pts: _Points) -> Edges:
-    """The candidate pairs that pass the link rule's test, in its own order of operations."""
+def _exact(i: np.ndarray, j: np.ndarray, distance: float, window: float, pts: _Points) -> Scored:
+    """The candidate pairs that pass the link rule's test, in its own order of operations,
+    with their score: (distance / limit)^2 + (time apart / window)^2."""
     t, phi, lam, cos = pts.t, pts.phi, pts.lam, pts.cos
     near = (np.abs(t[j] - t[i]) <= window) & (np.abs(phi[j] - phi[i]) <= distance / EARTH_RADIUS_M)
     i, j = i[near], j[near]
     s1 = np.sin((phi[j] - phi[i]) * 0.5)
     s2 = np.sin((lam[j] - lam[i]) * 0.5)
     h = s1 * s1 + cos[i] * cos[j] * s2 * s2
-    limit = _hav_limit(distance)
+    limit = hav_limit(distance)
     ok = h <= limit
     for k in np.flatnonzero(np.abs(h - limit) <= _BORDER * limit):
         a, b = int(i[k]), int(j[k])
-        ok[k] = _hav(float(phi[a]), float(lam[a]), float(phi[b]), float(lam[b])) <= limit
-    return i[ok], j[ok]
+        ok[k] = hav(float(phi[a]), float(lam[a]), float(phi[b]), float(lam[b])) <= limit
+    i, j, h = i[ok], j[ok], h[ok]
+    metres = 2.0 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.minimum(h, 1.0)))
+    score = (metres / distance) ** 2 + ((t[j] - t[i]) / window) ** 2
+    return i, j, score
 
 
 def _ref_edges(reports: pl.DataFrame, alive: np.ndarray) -> Edges:
@@ -217,56 +298,12 @@ def _ref_edges(reports: pl.DataFrame, alive: np.ndarray) -> Edges:
     return _edges(linked["i"], linked["j"])
 
 
-def _prior_edges(reports: pl.DataFrame, alive: np.ndarray) -> Edges:
-    """Stored reports of one prior incident are one component already."""
-    rows = (
-        reports.select("prior")
-        .with_row_index("i")
-        .filter(pl.Series(alive & ~reports["pinned"].to_numpy()) & pl.col("prior").is_not_null())
-    )
-    if rows.height == 0:
-        return _no_edges()
-    first = rows.with_columns(pl.col("i").min().over("prior").alias("first"))
-    return _edges(first["first"], first["i"])
-
-
 def _edges(i: pl.Series, j: pl.Series) -> Edges:
     return i.to_numpy().astype(np.int64), j.to_numpy().astype(np.int64)
 
 
 def _no_edges() -> Edges:
     return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-
-
-def _names(reports: pl.DataFrame, alive: np.ndarray, pts: _Points, labels: np.ndarray) -> pl.Series:
-    """Each component's id: the smallest of its members' seeds and prior ids. Seeds order by
-    time first, so only the members observed in the component's first millisecond are hashed."""
-    ms = np.clip(np.floor(pts.t * 1000.0), 0, _MAX_MS).astype(np.int64)
-    frame = (
-        reports.select("event_id", "pinned", "prior")
-        .with_columns(pl.Series("label", labels), pl.Series("ms", ms))
-        .filter(pl.Series(alive))
-    )
-    earliest = frame.filter(pl.col("ms") == pl.col("ms").min().over("label"))
-    texts = seed_texts(
-        earliest["event_id"].to_list(), earliest["pinned"].to_list(), earliest["ms"].to_numpy()
-    )
-    seeds = pl.Series("seed", texts, dtype=pl.String)
-    by_seed = earliest.with_columns(seeds).group_by("label").agg(pl.col("seed").min())
-    by_prior = (
-        frame.filter(~pl.col("pinned") & pl.col("prior").is_not_null())
-        .group_by("label")
-        .agg(pl.col("prior").min())
-    )
-    names = by_seed.join(by_prior, on="label", how="left").select(
-        "label", pl.min_horizontal("seed", "prior").alias("incident")
-    )
-    out = (
-        pl.DataFrame({"label": labels, "alive": alive})
-        .join(names, on="label", how="left", maintain_order="left")
-        .select(pl.when(pl.col("alive")).then(pl.col("incident")).alias("incident"))
-    )
-    return out["incident"]
 
 
 # --- what the caller fetches ------------------------------------------------------------------
@@ -352,20 +389,4 @@ def _limits(rules: Rules, reaches: Mapping[str, Reach]) -> pl.DataFrame:
             "dlat": pl.Float64,
             "partners": pl.List(pl.String),
         },
-    )
-
-
-def in_spans(rows: pl.DataFrame, spans: pl.DataFrame) -> pl.DataFrame:
-    """The rows inside the box around the spans of their type (the time was the store's test;
-    one box per type keeps this linear, and a superset is all correlation needs)."""
-    boxes = spans.group_by("status", "event_type").agg(
-        pl.col("west", "south").min(), pl.col("east", "north").max()
-    )
-    inside = pl.col("lon").is_between(pl.col("west"), pl.col("east")) & pl.col("lat").is_between(
-        pl.col("south"), pl.col("north")
-    )
-    return (
-        rows.join(boxes, on=["status", "event_type"])
-        .filter(inside)
-        .drop("west", "south", "east", "north")
     )

@@ -22,6 +22,12 @@ class FusionMetrics:
         self.batch_seconds = Histogram(
             "hub_fusion_batch_seconds", "Batch processing time (decode to commit)", registry=r
         )
+        self.stage_seconds = Histogram(
+            "hub_fusion_stage_seconds",
+            "Time of one stage of the picture in a batch's transaction",
+            ["stage"],
+            registry=r,
+        )
         self.batch_size = Histogram(
             "hub_fusion_batch_size",
             "Messages per batch",

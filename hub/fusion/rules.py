@@ -28,7 +28,12 @@ EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_DISTANCE_M = 50_000.0
 MAX_WINDOW_MIN = 7 * 24 * 60.0
 
-_TOP_KEYS = frozenset({"defaults", "types", "compatible"})
+_TOP_KEYS = frozenset({"defaults", "types", "compatible", "sources"})
+_SOURCES_KEYS = frozenset({"same_place_m", "corroborate_within"})
+# Two sources corroborate when their reports lie within this share of the pair's reach.
+DEFAULT_CORROBORATE_WITHIN = 0.5
+# An automated source that reports two places farther apart than this reports two emergencies.
+DEFAULT_SAME_PLACE_M = 150.0
 _RULE_KEYS = frozenset({"distance_m", "window", "correlate"})
 _COMPATIBLE_KEYS = frozenset({"pairs"})
 
@@ -57,6 +62,8 @@ class Rules:
     types: Mapping[str, TypeRule]  # read-only view
     compatible: frozenset[frozenset[str]]  # unordered pairs of different types
     source: str = "<rules>"
+    same_place_m: float = DEFAULT_SAME_PLACE_M  # see config/correlation.toml [sources]
+    corroborate_within: float = DEFAULT_CORROBORATE_WITHIN
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> Rules:
@@ -77,7 +84,9 @@ class Rules:
             for name, entry in _types_table(data, source).items()
         }
         compatible = _pairs(_table(data, "compatible", source), types, default, source)
-        return cls(default, MappingProxyType(types), compatible, source)
+        sources = _table(data, "sources", source)
+        same_place, within = _sources(sources, source)
+        return cls(default, MappingProxyType(types), compatible, source, same_place, within)
 
     def rule(self, event_type: str) -> TypeRule:
         return self.types.get(event_type, self.default)
@@ -203,6 +212,17 @@ def _type_rule(
 def _inherited(default: TypeRule | None) -> TypeRule:
     assert default is not None, "[defaults] requires every key, checked before"
     return default
+
+
+def _sources(table: Mapping[str, Any], source: str) -> tuple[float, float]:
+    """[sources]: same_place_m (metres) and corroborate_within (a share of the reach, <= 1)."""
+    _check_keys(table, _SOURCES_KEYS, source, "sources")
+    same = table.get("same_place_m", DEFAULT_SAME_PLACE_M)
+    within = table.get("corroborate_within", DEFAULT_CORROBORATE_WITHIN)
+    return (
+        _number(same, source, "sources.same_place_m", MAX_DISTANCE_M),
+        _number(within, source, "sources.corroborate_within", 1.0),
+    )
 
 
 def _is_pair(value: Any) -> bool:

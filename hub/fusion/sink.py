@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -153,6 +154,7 @@ class PostgresSink:
         self.group_id = group_id
         self.topic = topic
         self.stages = tuple(stages)  # none: events only (benchmarks that pre-fill a store)
+        self.stage_seconds: dict[str, float] = {}  # of the last batch, for the metrics
         self._planning = [s for s in self.stages if isinstance(s, Planning)]
         # The plans run here while this thread waits for PostgreSQL to insert the events.
         self._planner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fusion-planner")
@@ -186,6 +188,7 @@ class PostgresSink:
     ) -> int:
         """Store the batch with its offsets and counters in one transaction; returns rows stored."""
         new_cells = self._new_h3_cells(frame)
+        self.stage_seconds = {}
         with self.conn.transaction(), self.conn.cursor() as cur:
             stored, plans = self._insert(cur, frame, self._planning) if frame.height else (0, {})
             # After _insert took the sequence lock: two workers naming the same new cell then
@@ -194,7 +197,9 @@ class PostgresSink:
             if stored:
                 batch = Batch(frame=frame, stored=stored, plans=plans)
                 for stage in self.stages:
+                    started = time.perf_counter()
                     stage.apply(self.conn, batch)
+                    self.stage_seconds[stage.name] = time.perf_counter() - started
             cur.executemany(
                 _OFFSETS,
                 [(self.group_id, self.topic, p, o, topic_id) for p, o in offsets.items()],

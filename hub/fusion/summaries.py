@@ -10,6 +10,8 @@ from __future__ import annotations
 import polars as pl
 
 from hub.fusion.correlate import CERTAINTY_ORDER, NOT_CREDIBLE, SEVERITY_ORDER
+from hub.fusion.geometry import EARTH_RADIUS_M
+from hub.fusion.rules import Rules
 
 # Rank = how serious (or certain): higher is more.
 _SEVERITY_RANK = {word: len(SEVERITY_ORDER) - i for i, word in enumerate(SEVERITY_ORDER)}
@@ -25,12 +27,17 @@ _SUMMARY_COLUMNS = [
 ]  # fmt: skip
 
 
-def summarise(members: pl.DataFrame) -> pl.DataFrame:
+def summarise(members: pl.DataFrame, rules: Rules) -> pl.DataFrame:
     """One row per ``incident`` from its live members (a report frame, ``links.REPORT_SCHEMA``,
     with ``incident`` and ``category``): status, category (of the earliest member that has
     one), event_type, severity, certainty, verification (without a decision), sources,
     reports, communities (sorted), first and last observed_at, and ``members``, ``lon``,
     ``lat`` as lists by observed_at, then event_id. Ordered by incident id.
+
+    Corroborated: two independent sources AGREE, i.e. two of its reports from different
+    sources lie within ``rules.corroborate_within`` of the pair's distance and window of each
+    other (``agreeing``): the count of sources alone would let two emergencies that share an
+    incident's extent corroborate each other.
 
     Raises ValueError when an incident mixes pictures (a caller's bug: they never link).
     """
@@ -61,18 +68,57 @@ def summarise(members: pl.DataFrame) -> pl.DataFrame:
     mixed = rows.filter(pl.col("pictures") > 1)
     if mixed.height:
         raise ValueError(f"incident {mixed['incident'][0]} mixes pictures")
+    agree = agreeing(live, rules)
     return (
         rows.join(_main_types(live), on="incident", how="left", maintain_order="left")
         .with_columns(
             pl.col("sev").replace_strict(_SEVERITY_OF, return_dtype=pl.String).alias("severity"),
             pl.col("cer").replace_strict(_CERTAINTY_OF, return_dtype=pl.String).alias("certainty"),
-            pl.when(pl.col("sources") >= 2)
+            pl.when(pl.col("incident").is_in(agree.implode()))
             .then(pl.lit("corroborated"))
             .otherwise(pl.lit("reported"))
             .alias("verification"),
         )
         .select(_SUMMARY_COLUMNS)
     )
+
+
+def agreeing(live: pl.DataFrame, rules: Rules) -> pl.Series:
+    """The incidents in which two reports of different sources agree (``summarise``). Only
+    incidents with two sources or more are paired, so the work is that of their members."""
+    several = live.filter(pl.col("source_key").n_unique().over("incident") >= 2)
+    cols = several.select("incident", "source_key", "event_type", "observed_at", "lon", "lat")
+    pairs = cols.join(cols, on="incident", suffix="_b").filter(
+        pl.col("source_key") < pl.col("source_key_b")
+    )
+    if pairs.height == 0:
+        return pl.Series("incident", [], dtype=pl.String)
+    limits = _pair_limits(pairs.select("event_type", "event_type_b").unique(), rules)
+    pairs = pairs.join(limits, on=["event_type", "event_type_b"])
+    phi1, phi2 = pl.col("lat").radians(), pl.col("lat_b").radians()
+    s1 = ((phi2 - phi1) * 0.5).sin()
+    s2 = ((pl.col("lon_b").radians() - pl.col("lon").radians()) * 0.5).sin()
+    h = (s1 * s1 + phi1.cos() * phi2.cos() * s2 * s2).clip(upper_bound=1.0)
+    metres = 2.0 * EARTH_RADIUS_M * h.sqrt().arcsin()
+    dt = (pl.col("observed_at") - pl.col("observed_at_b")).dt.total_microseconds() / 1e6
+    score = (metres / pl.col("distance")) ** 2 + (dt / pl.col("window")) ** 2
+    within = rules.corroborate_within**2
+    return pairs.filter(score <= within)["incident"].unique()
+
+
+def _pair_limits(types: pl.DataFrame, rules: Rules) -> pl.DataFrame:
+    """(distance m, window s) of each pair of types; pairs that never link are left out."""
+    rows = [
+        (a, b, reach.distance_m, reach.window.total_seconds())
+        for a, b in types.iter_rows()
+        if (reach := rules.limits(a, b)) is not None
+    ]
+    return pl.DataFrame(
+        rows,
+        schema={"event_type": pl.String, "event_type_b": pl.String, "distance": pl.Float64,
+                "window": pl.Float64},
+        orient="row",
+    )  # fmt: skip
 
 
 def _main_types(live: pl.DataFrame) -> pl.DataFrame:

@@ -21,6 +21,7 @@ from sqlalchemy import (
     ColumnElement,
     Row,
     Select,
+    Subquery,
     Table,
     Text,
     and_,
@@ -71,6 +72,8 @@ class IncidentFilter:
     state: str | None = None
     status: str = "actual"
     since: datetime | None = None  # last_observed_at >= since
+    # incidents holding any of these reports (event ids), among the reports the caller may see
+    reports: tuple[uuid.UUID, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -163,11 +166,30 @@ def list_incidents(
     whether more exist. An incident that changes gets a new ``updated_seq``: it moves to the
     end, so a client paging through sees it again, never misses it."""
     query = _where(select(*_incident_columns()).where(visible.where), f)
+    if f.reports is not None:
+        holding = _holding(f.reports, visible.members)
+        query = query.add_columns(holding.c.matched_reports).join(
+            holding, holding.c.incident_id == INCIDENT.c.id
+        )
     if after_seq is not None:
         query = query.where(INCIDENT.c.updated_seq > after_seq)
     in_utc(session)
     rows = session.execute(query.order_by(INCIDENT.c.updated_seq).limit(limit + 1)).all()
     return rows[:limit], len(rows) > limit
+
+
+def _holding(reports: tuple[uuid.UUID, ...], members: Visibility) -> Subquery:
+    """Per incident, which of ``reports`` it holds (``matched_reports``). Only reports the caller
+    may see count: asking for a report out of reach must not tell which incident it is in,
+    even when the incident itself is in reach (the detail view leaves such members out too)."""
+    e, r = EVENT.c, REPORT.c
+    return (
+        select(r.incident_id, func.array_agg(r.event_id).label("matched_reports"))
+        .select_from(REPORT.join(EVENT, e.event_id == r.event_id))
+        .where(r.event_id.in_(reports), members.where)
+        .group_by(r.incident_id)
+        .subquery("holding")
+    )
 
 
 @dataclass(frozen=True)

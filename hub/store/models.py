@@ -187,6 +187,10 @@ class IncidentReport(SQLModel, table=True):
     status: str = Field(sa_column=Column(Text, nullable=False))
     event_type: str = Field(sa_column=Column(Text, nullable=False))
     observed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    # the linked neighbourhood it is in, and its point (migration 0008_neighbourhoods)
+    component_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), nullable=False))
+    lon: float = Field(sa_column=Column(Float, nullable=False))
+    lat: float = Field(sa_column=Column(Float, nullable=False))
 
 
 class IncidentAlias(SQLModel, table=True):
