@@ -190,6 +190,30 @@ def test_same_source_repeat_does_not_corroborate() -> None:
     assert verification_state(2) == "corroborated"
 
 
+def test_sources_corroborate_only_when_they_agree() -> None:
+    def verification(*reports: Report) -> str:
+        (incident,) = set(cluster(reports, RULES).values())
+        return IncidentSummary.build(incident, reports, rules=RULES).verification
+
+    fire = rep("fire")
+    assert verification(fire, rep("fire", moved(fire.lon, fire.lat, 60), minutes=3)) == (
+        "corroborated"
+    )
+    # Inside one incident's extent (fire: 300 m, 30 min), but too far apart to vouch for each
+    # other (half of it): two emergencies may share an extent.
+    assert verification(fire, rep("fire", moved(fire.lon, fire.lat, 220), minutes=3)) == (
+        "reported"
+    )
+    # A collision and an ambulance call at its place 8 minutes later link (the pair's larger
+    # limits, 300 m / 30 min) but agree only within the stricter type's (medical: 15 min).
+    crash = rep("traffic_collision")
+    late = rep("medical", (crash.lon, crash.lat), minutes=8)
+    assert verification(crash, late) == "reported"
+    assert verification(crash, rep("medical", (crash.lon, crash.lat), minutes=2)) == (
+        "corroborated"
+    )
+
+
 def test_source_keys() -> None:
     # A pseudonym counts per community; a signed sensor per sensor; colons cannot forge a key.
     assert source_key("p", "grid", "A") != source_key("p", "grid", "B")

@@ -20,6 +20,7 @@ objects one by one.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -326,7 +327,20 @@ class IncidentStage:
             if rows is None:
                 return None
             new = as_reports(rows)
-            return self._link(new, self._candidates(reader, new), _EMPTY_REPORTS, set())
+            started = time.perf_counter()
+            stored = self._candidates(reader, new)
+            read = time.perf_counter()
+            linked = self._link(new, stored, _EMPTY_REPORTS, set())
+            log.debug(
+                "incidents planned",
+                extra={
+                    "new": new.height,
+                    "neighbours": stored.height,
+                    "read_ms": round(1000 * (read - started), 1),
+                    "link_ms": round(1000 * (time.perf_counter() - read), 1),
+                },
+            )
+            return linked
 
         return job
 

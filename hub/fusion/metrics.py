@@ -22,10 +22,10 @@ class FusionMetrics:
         self.batch_seconds = Histogram(
             "hub_fusion_batch_seconds", "Batch processing time (decode to commit)", registry=r
         )
-        self.stage_seconds = Histogram(
-            "hub_fusion_stage_seconds",
-            "Time of one stage of the picture in a batch's transaction",
-            ["stage"],
+        self.step_seconds = Histogram(
+            "hub_fusion_step_seconds",
+            "Time of one step of a batch's transaction: insert, each stage of the picture, commit",
+            ["step"],
             registry=r,
         )
         self.batch_size = Histogram(

@@ -57,16 +57,17 @@ def assign(
     if len(order) == 0:
         return seed_of
     start, earlier = _earlier_neighbours(rank, edges)
-    members = _unit_members(unit, order)
+    groups = _groups(unit, order)
     state = _Incidents(sources, place, same_place_m)
     pinned_l, start_l, earlier_l = pinned.tolist(), start.tolist(), earlier.tolist()
+    unit_l = unit.tolist()
     out = seed_of.tolist()
     for r in order.tolist():
         if out[r] >= 0:  # an update, placed with the earliest report of its refs group
             continue
-        group = members[unit[r]]
+        group = groups.get(unit_l[r]) or [r]
         best = -1
-        if not pinned_l[r]:
+        if not pinned_l[r] and start_l[r] < start_l[r + 1]:
             tried: set[int] = set()
             for k in range(start_l[r], start_l[r + 1]):
                 seed = out[earlier_l[k]]
@@ -103,9 +104,12 @@ def _earlier_neighbours(
     return start, earlier
 
 
-def _unit_members(unit: np.ndarray, order: np.ndarray) -> dict[int, list[int]]:
+def _groups(unit: np.ndarray, order: np.ndarray) -> dict[int, list[int]]:
+    """The members of each refs group of more than one row, in the canonical order (most
+    reports are alone: they are left out, and stand for themselves)."""
+    several = np.bincount(unit, minlength=1)[unit[order]] > 1
     members: dict[int, list[int]] = {}
-    for r in order.tolist():
+    for r in order[several].tolist():
         members.setdefault(int(unit[r]), []).append(r)
     return members
 

@@ -121,6 +121,8 @@ class ResourceStage:
         """Call inside the batch's transaction, after its events were inserted and their ids
         put into ``fusion_new``."""
         counts = ResourceCounts()
+        if batch is not None and batch.lacks(("resource", "cancel")):
+            return counts
         with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
             rows = cur.execute(_NEW).fetchall()
         statements = _statements([r for r in rows if r["kind"] == "resource"], counts)

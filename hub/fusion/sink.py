@@ -154,7 +154,8 @@ class PostgresSink:
         self.group_id = group_id
         self.topic = topic
         self.stages = tuple(stages)  # none: events only (benchmarks that pre-fill a store)
-        self.stage_seconds: dict[str, float] = {}  # of the last batch, for the metrics
+        # Of the last batch, for the metrics: the insert, each stage, the offsets and commit.
+        self.step_seconds: dict[str, float] = {}
         self._planning = [s for s in self.stages if isinstance(s, Planning)]
         # The plans run here while this thread waits for PostgreSQL to insert the events.
         self._planner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fusion-planner")
@@ -188,24 +189,33 @@ class PostgresSink:
     ) -> int:
         """Store the batch with its offsets and counters in one transaction; returns rows stored."""
         new_cells = self._new_h3_cells(frame)
-        self.stage_seconds = {}
+        steps = self.step_seconds = {}
+        clock = time.perf_counter()
+
+        def step(name: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            steps[name] = now - clock
+            clock = now
+
         with self.conn.transaction(), self.conn.cursor() as cur:
             stored, plans = self._insert(cur, frame, self._planning) if frame.height else (0, {})
+            step("insert")
             # After _insert took the sequence lock: two workers naming the same new cell then
             # queue on that lock instead of deadlocking on each other's uncommitted cell rows.
             ensure_h3_cells(self.conn, new_cells)
             if stored:
                 batch = Batch(frame=frame, stored=stored, plans=plans)
                 for stage in self.stages:
-                    started = time.perf_counter()
                     stage.apply(self.conn, batch)
-                    self.stage_seconds[stage.name] = time.perf_counter() - started
+                    step(stage.name)
             cur.executemany(
                 _OFFSETS,
                 [(self.group_id, self.topic, p, o, topic_id) for p, o in offsets.items()],
             )
             duplicates = counts.duplicates_in_batch + frame.height - stored
             cur.execute(_STATS, (self.group_id, counts.consumed, stored, duplicates, counts.dlq))
+        step("commit")
         if len(self._h3_stored) + len(new_cells) > MAX_KNOWN_H3_CELLS:
             self._h3_stored.clear()  # bounded memory; ON CONFLICT keeps re-inserts harmless
         self._h3_stored.update(new_cells)

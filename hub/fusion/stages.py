@@ -20,7 +20,7 @@ stage's correlation: the insert and the Python work then share the two cores).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -46,6 +46,17 @@ class Batch:
         """A stage stored events of its own and noted them in fusion_new (derived alerts): the
         frame is no longer all of the batch, so the stages after it read the store."""
         self.frame = None
+
+    def lacks(self, kinds: Iterable[str], types: Iterable[str] | None = None) -> bool:
+        """Whether the batch certainly holds no event of ``kinds`` (and, when given, of
+        ``types``): its frame is known and has none. A stage then skips its query of the
+        store; a batch that some stage added events to is never known to lack anything."""
+        if self.frame is None or "kind" not in self.frame.columns:
+            return False
+        rows = self.frame["kind"].is_in(list(kinds))
+        if types is not None:
+            rows &= self.frame["event_type"].is_in(list(types))
+        return not rows.any()
 
     @property
     def all_new(self) -> bool:

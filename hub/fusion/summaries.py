@@ -35,9 +35,9 @@ def summarise(members: pl.DataFrame, rules: Rules) -> pl.DataFrame:
     ``lat`` as lists by observed_at, then event_id. Ordered by incident id.
 
     Corroborated: two independent sources AGREE, i.e. two of its reports from different
-    sources lie within ``rules.corroborate_within`` of the pair's distance and window of each
-    other (``agreeing``): the count of sources alone would let two emergencies that share an
-    incident's extent corroborate each other.
+    sources lie within ``rules.corroborate_within`` of the stricter of their types' distance
+    and window of each other (``agreeing``): the count of sources alone would let two
+    emergencies that share an incident's extent corroborate each other.
 
     Raises ValueError when an incident mixes pictures (a caller's bug: they never link).
     """
@@ -107,12 +107,17 @@ def agreeing(live: pl.DataFrame, rules: Rules) -> pl.Series:
 
 
 def _pair_limits(types: pl.DataFrame, rules: Rules) -> pl.DataFrame:
-    """(distance m, window s) of each pair of types; pairs that never link are left out."""
-    rows = [
-        (a, b, reach.distance_m, reach.window.total_seconds())
-        for a, b in types.iter_rows()
-        if (reach := rules.limits(a, b)) is not None
-    ]
+    """(distance m, window s) within which two reports of a pair of types may agree: the
+    STRICTER of the two types' limits (linking takes the larger, so that smoke reaches its
+    fire; agreeing takes the smaller, so that an ambulance call beside a collision does not
+    vouch for it); pairs that never link are left out."""
+    rows = []
+    for a, b in types.iter_rows():
+        if rules.limits(a, b) is None:
+            continue
+        ra, rb = rules.rule(a), rules.rule(b)
+        distance = min(ra.distance_m, rb.distance_m)
+        rows.append((a, b, distance, min(ra.window, rb.window).total_seconds()))
     return pl.DataFrame(
         rows,
         schema={"event_type": pl.String, "event_type_b": pl.String, "distance": pl.Float64,

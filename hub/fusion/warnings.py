@@ -281,7 +281,7 @@ class ThresholdStage:
         """Call inside the batch's transaction, after its events were inserted and their ids
         put into ``fusion_new``, before the incident stage."""
         counts = ThresholdCounts()
-        if not self.types:
+        if not self.types or (batch is not None and batch.lacks(("observation",), self.types)):
             return counts
         with conn.cursor(row_factory=dict_row) as cur:
             rows = cur.execute(_NEW, {"types": self.types}).fetchall()

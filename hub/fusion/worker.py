@@ -291,9 +291,9 @@ class FusionWorker:
         m.duplicates.inc(duplicates)
         m.batch_size.observe(len(records))
         m.batch_seconds.observe(time.monotonic() - started)
-        stages = self.sink.stage_seconds
-        for stage, seconds in stages.items():
-            m.stage_seconds.labels(stage).observe(seconds)
+        steps = self.sink.step_seconds
+        for step, seconds in steps.items():
+            m.step_seconds.labels(step).observe(seconds)
         now_ms = time.time() * 1000
         for lag_ms in (now_ms - good["sent_ms"].to_numpy()).tolist():
             m.ingest_lag.observe(max(lag_ms, 0.0) / 1000.0)
@@ -307,7 +307,7 @@ class FusionWorker:
                 "stored": stored,
                 "duplicates": duplicates,
                 "dlq": len(rejects),
-                "stage_ms": {k: round(v * 1000, 1) for k, v in stages.items()},
+                "step_ms": {k: round(v * 1000, 1) for k, v in steps.items()},
             },
         )
 
