@@ -10,9 +10,11 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 from statistics import median
 
+import orjson
 import pytest
 
 from tests.bench_helpers import SERVER, assert_database_dropped, assert_results_written
@@ -23,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.timeout(240)
 def test_bench_fusion_smoke(tmp_path: Path) -> None:
     env = dict(os.environ, HUB_DATABASE_URL=f"{SERVER}/postgres")
-    args = ["--incidents", "400", "--variant", "default", "--rounds", "1"]
+    args = ["--incidents", "400", "--variant", "default", "--rounds", "1", "--cost-months", "2"]
     proc = subprocess.run(
         [sys.executable, "-m", "hub", "bench", "fusion", *args, "--json",
          "--results-dir", str(tmp_path)],
@@ -43,7 +45,7 @@ def test_bench_fusion_smoke(tmp_path: Path) -> None:
     assert result["f1_over_baseline"] == pytest.approx(hub["f1"] - baseline["f1"])
 
     cost = result["cost"]
-    assert cost["reports"] == hub["reports"]
+    assert cost["reports"] == 2 * hub["reports"]  # the month, and again 35 days later
     assert cost["skeleton_median_eps"] > 0 and cost["correlating_median_eps"] > 0
     off, on = median(cost["skeleton_eps"]), median(cost["correlating_eps"])
     assert cost["ratio_pct"] == pytest.approx(100 * on / off, abs=0.06)
@@ -86,3 +88,20 @@ def test_bench_fusion_refuses_an_unknown_variant(tmp_path: Path) -> None:
     proc = _bench_fusion("--in-process", "--variant", "density x3", "--results-dir", str(tmp_path))
     assert proc.returncode == 2 and "density x3" in proc.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_months_repeat_the_reports_a_month_apart_with_ids_of_their_own() -> None:
+    from hub.bench.fusion import months
+    from hub.bench.fusion_quality import GeneratorParams, generate, true_incidents
+
+    reports = generate(true_incidents()[:30], GeneratorParams())
+    copies = months(reports, 3)
+    assert len(copies) == 3 * len(reports)
+    assert len({r.report_id for r in copies}) == len(copies)
+    for c in (1, 2):
+        for original, copy in zip(reports, copies[c * len(reports) :], strict=False):
+            event = orjson.loads(copy.event)
+            assert event["event_id"] == copy.report_id != original.report_id
+            shifted = datetime.fromisoformat(event["observed_at"]).timestamp()
+            assert shifted - original.observed_s == pytest.approx(c * 35 * 86400, abs=1e-3)
+            assert event["geometry"] == orjson.loads(original.event)["geometry"]

@@ -28,14 +28,17 @@ import shutil
 import statistics
 import tempfile
 import time
+import uuid
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 from rich.console import Console
 
+from connectors.fields import rfc3339
 from geo.tiles import tile_key
 from hub.bench.env import EnvOptions, bench_env, fusion_process
 from hub.bench.fusion_quality import (
@@ -75,6 +78,7 @@ class FusionOptions:
     variants: tuple[str, ...] = tuple(variant_names())
     rounds: int = 2  # cost: drains per mode
     keep: bool = False
+    cost_months: int = 5  # cost: the default month of reports this many times (``months``)
 
 
 @dataclass(frozen=True)
@@ -179,6 +183,7 @@ def _cost(
     run: Run, opts: FusionOptions, tag: str, work_dir: Path, reports: Sequence[GeneratedReport]
 ) -> dict[str, Any]:
     rates: dict[str, list[float]] = {"off": [], "on": []}
+    reports = months(reports, opts.cost_months)
     for k in range(opts.rounds):
         for mode in ("off", "on"):
             label = f"cost-{mode}-{k}"
@@ -197,6 +202,33 @@ def _cost(
         "correlation_step_eps": round(step),
         "correlation_step_ratio_pct": round(100 * step / off, 1),
     }
+
+
+_COPY_NS = uuid.UUID("5b1d0c3e-8f7a-4e62-b9d4-1c3a5e7f9b20")
+_MONTH = timedelta(days=35)  # more than any window: no report reaches into another copy
+
+
+def months(reports: Sequence[GeneratedReport], copies: int) -> list[GeneratedReport]:
+    """The reports ``copies`` times, each copy 35 days after the one before, with ids of its
+    own: the same month of reporting again and again. A skeleton drains one month in under a
+    second, two batches: too short to time; the copies never touch each other's incidents."""
+    out = list(reports)
+    for c in range(1, copies):
+        shift = _MONTH * c
+        for r in reports:
+            event = orjson.loads(r.event)
+            event["event_id"] = str(uuid.uuid5(_COPY_NS, f"{c}|{r.report_id}"))
+            event["observed_at"] = rfc3339(datetime.fromisoformat(event["observed_at"]) + shift)
+            out.append(
+                replace(
+                    r,
+                    report_id=event["event_id"],
+                    arrival_s=r.arrival_s + shift.total_seconds(),
+                    observed_s=r.observed_s + shift.total_seconds(),
+                    event=orjson.dumps(event),
+                )
+            )
+    return out
 
 
 def correlation_rate(reports: Sequence[GeneratedReport], rounds: int = 3) -> float:

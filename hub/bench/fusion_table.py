@@ -12,7 +12,7 @@ from typing import Any
 from hub.bench.fusion_quality import f1_target
 from hub.bench.report import Row, Target
 
-COST = Target(50, unit=" %")
+COST = Target(80, unit=" %")  # issue 11: the picture at (nearly) the skeleton's pace
 CLEARLY_ABOVE = Target(0.02, decimals=3)
 ABOVE = Target(0.001, decimals=3)  # above at all: a tie to the third decimal is no win
 FALSE_CORROBORATION = Target(2, at_least=False, unit=" %")

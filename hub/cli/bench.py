@@ -202,6 +202,13 @@ def fusion(
         "cost phase): fast, for tuning.",
     ),
     rounds: int = typer.Option(2, "--rounds", min=1, help="Cost: drains per mode (off / on)."),
+    cost_months: int = typer.Option(
+        5,
+        "--cost-months",
+        min=1,
+        help="Cost: the default variant's month of reports this many times, a month apart "
+        "(fresh ids), so that a drain lasts long enough to time.",
+    ),
     keep: bool = typer.Option(False, "--keep", help="Keep the bench database and process logs."),
     results_dir: Path = typer.Option(RESULTS_DIR, "--results-dir", help="Where JSON goes."),
     json_out: bool = typer.Option(False, "--json", help="Print the results as one JSON line."),
@@ -217,7 +224,7 @@ def fusion(
     largest incident, the corroborated share, incidents per 1,000 reports, and the cost: drain
     rate with the picture's stages on vs. off (events only), side by side. Targets: F1 >= 0.95
     (default, density x2, x4) or >= 0.92 (the others), above the baseline (by >= 0.02 at the
-    defaults), false corroboration <= 2 %; cost >= 50 % of the skeleton's rate.
+    defaults), false corroboration <= 2 %; cost >= 80 % of the skeleton's rate.
     """
     from hub.bench.fusion import FusionOptions, run_fusion, run_in_process
     from hub.bench.fusion_quality import GeneratorParams, select
@@ -236,7 +243,7 @@ def fusion(
         delay_cap_s=delay_cap_s,
         confusion=confusion,
     )
-    opts = FusionOptions(params, incidents, tuple(variants), rounds, keep)
+    opts = FusionOptions(params, incidents, tuple(variants), rounds, keep, cost_months)
     title = f"hub bench fusion ({incidents or 'all'} incidents, sigma {sigma_m:g} m)"
     if in_process:  # results of their own: fusion-latest.json stays the pipeline's
         _run_bench("fusion-in-process", f"{title}, in process", lambda _: run_in_process(opts),

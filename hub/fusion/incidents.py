@@ -66,9 +66,10 @@ _STORED_SCHEMA = {
 }
 
 # In the order of ROW_SCHEMA.
-_ROW_COLUMNS = """
+_EVENT_POINT = "ST_X(ST_PointOnSurface(e.geom)) AS lon, ST_Y(ST_PointOnSurface(e.geom)) AS lat"
+_ROW_COLUMNS = f"""
     e.event_id::text, e.event_type, e.status, e.observed_at,
-    ST_X(ST_PointOnSurface(e.geom)) AS lon, ST_Y(ST_PointOnSurface(e.geom)) AS lat,
+    {_EVENT_POINT},
     e.community_id, e.reporter, e.source_system, e.source_connector, e.severity, e.certainty,
     e.refs::text[], e.category, e.kind,
     GeometryType(e.geom) = 'POINT' AND ST_NDims(e.geom) = 2 AS plain_point
@@ -118,8 +119,11 @@ WHERE NOT r.cancelled AND e.refs <> '{}' AND e.refs && %(ids)s::uuid[]
 """
 
 # Every live member of some neighbourhoods, with its incident: what the partition is re-run on.
+# The stored reports' points come from incident_report (their events' representative points,
+# stored with them): no ST_PointOnSurface per member on every re-read.
 _NEIGHBOURS = f"""
-SELECT {_ROW_COLUMNS}, r.incident_id::text, r.pinned, r.component_id::text
+SELECT {_ROW_COLUMNS.replace(_EVENT_POINT, "r.lon, r.lat")}, r.incident_id::text, r.pinned,
+    r.component_id::text
 FROM incident_report r JOIN event e ON e.event_id = r.event_id
 WHERE r.component_id = ANY(%(ids)s::uuid[]) AND NOT r.cancelled
 """
