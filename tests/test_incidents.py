@@ -23,7 +23,7 @@ from pyproj import Geod
 from shapely.geometry import Point, shape
 
 from hub.bench.fusion_quality import generate, true_incidents
-from hub.fusion.correlate import Report, cluster, source_key
+from hub.fusion.correlate import Report, cluster, distance_m, seed_id, source_key
 from hub.fusion.rules import Rules
 from hub.settings import Settings
 from hub.store.db import connect
@@ -216,7 +216,11 @@ def _as_test_picture(event: bytes) -> dict[str, Any]:
 
 def _reference(docs: list[dict[str, Any]]) -> dict[str, uuid.UUID]:
     """What a clean run gives: correlation of all reports at once (order-independent)."""
-    reports = [
+    return {str(k): v for k, v in cluster(_reports(docs), Rules.load()).items()}
+
+
+def _reports(docs: list[dict[str, Any]]) -> list[Report]:
+    return [
         Report(
             event_id=uuid.UUID(d["event_id"]),
             event_type=d["event_type"],
@@ -233,7 +237,26 @@ def _reference(docs: list[dict[str, Any]]) -> dict[str, uuid.UUID]:
         )
         for d in docs
     ]
-    return {str(k): v for k, v in cluster(reports, Rules.load()).items()}
+
+
+def _outside_extent(docs: list[dict[str, Any]], assigned: dict[str, uuid.UUID]) -> list[str]:
+    """Members of the pipeline's incidents that lie outside their seed's reach: the pair's
+    distance and window (none of these reports refs another)."""
+    rules = Rules.load()
+    reports = {str(r.event_id): r for r in _reports(docs)}
+    seeds = {seed_id(r): r for r in reports.values()}
+    out = []
+    for event_id, incident in assigned.items():
+        member, seed = reports[event_id], seeds[incident]
+        reach = rules.limits(member.event_type, seed.event_type)
+        apart = abs(member.observed_at - seed.observed_at).total_seconds()
+        if member is not seed and (
+            reach is None
+            or distance_m(member, seed) > reach.distance_m
+            or apart > reach.window.total_seconds()
+        ):
+            out.append(event_id)
+    return out
 
 
 def test_incidents_after_a_crash_equal_a_clean_run(
@@ -264,6 +287,8 @@ def test_incidents_after_a_crash_equal_a_clean_run(
     assert got == expected
     merged = len(expected) - len(set(expected.values()))
     assert merged > 500, "the workload must exercise correlation"
+    # The extent the model promises holds in the pipeline's incidents too.
+    assert _outside_extent(docs, got) == []
     with connect(settings) as conn:
         assert orphan_reports(conn) == (0, 0)
 
