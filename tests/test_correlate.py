@@ -43,8 +43,9 @@ from hub.fusion.correlate import (
     successors,
     verification_state,
 )
-from hub.fusion.incidents import _escaped, _point_wkb, _source_keys
+from hub.fusion.incident_rows import point_wkb
 from hub.fusion.links import candidate_spans, report_frame
+from hub.fusion.report_rows import escaped, source_keys
 from hub.fusion.rules import SHIPPED, Rules, RulesError
 
 RULES = Rules.load()
@@ -784,7 +785,7 @@ def test_seed_texts_lay_out_the_uuid5_bits(ids: list[uuid.UUID], pins: list[bool
 @settings(max_examples=80, deadline=None)
 @given(st.lists(st.one_of(st.none(), st.text(max_size=12)), min_size=1, max_size=12))
 def test_escaping_in_bulk_equals_esc(values: list[str | None]) -> None:
-    got = _escaped(pl.Series(values, dtype=pl.String)).to_list()
+    got = escaped(pl.Series(values, dtype=pl.String)).to_list()
     assert got == [None if v is None else esc(v) for v in values]
 
 
@@ -797,10 +798,10 @@ def test_source_keys_in_bulk_equal_source_key() -> None:
         }
     )
     want = [source_key(*row) for row in rows.iter_rows()]
-    assert _source_keys(rows).to_list() == want
+    assert source_keys(rows).to_list() == want
 
 
 def test_point_wkb_in_bulk_equals_shapely() -> None:
     lon, lat = pl.Series([-122.4194, 0.0, 179.9999999]), pl.Series([37.7793, -0.0, -89.5])
     want = shapely.to_wkb(shapely.points(lon.to_numpy(), lat.to_numpy()), hex=True)
-    assert _point_wkb(lon, lat) == [w.lower() for w in want]
+    assert point_wkb(lon, lat) == [w.lower() for w in want]

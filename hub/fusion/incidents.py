@@ -2,15 +2,15 @@
 transaction (so a crash or a replay gives the same incidents).
 
 Per batch:
-1. the new reports (events of kind incident/alert), and the cancels of earlier reports;
-2. the stored reports that could link to a new one (a superset: those inside
-   ``links.candidate_spans``, and refs in both directions), with the incident each is in
-   (``prior``); correlation then needs nothing else (``correlate`` doc);
-3. incidents whose member was cancelled are re-clustered from all their live members;
-4. ``links.cluster_frame``: the incident of every report; incidents that lost their id
-   (merged or renamed) move their other members and leave an alias;
-5. every touched incident's row is rebuilt from its live members (``summaries.summarise``,
-   hulls of points by shapely, others by PostGIS), and the timeline records what happened.
+1. the new reports (events of kind incident/alert: ``report_rows``), the cancels of earlier
+   reports and the operators' decisions (``decisions``);
+2. the stored neighbourhoods the batch may touch: those of the stored reports inside
+   ``links.candidate_spans`` and of the reports linked by refs, every live member of them,
+   with the incident each is in (``prior``); a cancel or a split adds its neighbourhood;
+3. ``links.correlate_frame``: the neighbourhoods and their incidents (``partition``);
+   incidents that lost their id leave an alias to where most of their reports went;
+4. every changed incident's row is rebuilt from its live members (``incident_rows``), and the
+   timeline records what happened; decisions land last, on the final ids.
 
 Reports travel as polars frames (``links.REPORT_SCHEMA``, ids as canonical text) from the batch
 or the store to the rows written by COPY: a batch's thousands of reports never become Python
@@ -22,116 +22,37 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
-import numpy as np
-import orjson
 import polars as pl
 import psycopg
-import shapely
 from psycopg.types.json import Jsonb
 
-from hub.fusion.correlate import CERTAINTY_ORDER, SEVERITY_ORDER
-from hub.fusion.links import REPORT_SCHEMA, candidate_spans, correlate_frame
+from hub.fusion.decisions import Decision, current_id, decisions_of
+from hub.fusion.incident_rows import CREATE_STAGE, incident_rows, write_rows
+from hub.fusion.links import candidate_spans, correlate_frame
+from hub.fusion.report_rows import (
+    BY_REFS,
+    EMPTY_REPORTS,
+    IN_SPANS,
+    NEIGHBOURS,
+    NEW_ROWS,
+    NEW_SCHEMA,
+    REPORT_KINDS,
+    SPAN_BOX,
+    SPAN_TEXT,
+    STORED_SCHEMA,
+    as_reports,
+    frame_rows,
+    rows_of,
+)
 from hub.fusion.rules import Rules
 from hub.fusion.stages import Batch
-from hub.fusion.summaries import summarise
 from hub.store.frames import copy_frame, pg_array, pg_array_of, read_frame
-from schemas.event import DECISION_SOURCE
 
 log = logging.getLogger(__name__)
-
-REPORT_KINDS = ("incident", "alert")
-_ROW_KINDS = (*REPORT_KINDS, "cancel", "verification")
-
-# The columns of an event as the stage reads it, from the batch or from the store.
-ROW_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
-    **{c: REPORT_SCHEMA[c] for c in ("event_id", "event_type", "status", "observed_at")},
-    **{c: REPORT_SCHEMA[c] for c in ("lon", "lat", "community_id")},
-    **{c: pl.String for c in ("reporter", "source_system", "source_connector")},
-    **{c: REPORT_SCHEMA[c] for c in ("severity", "certainty", "refs")},
-    "category": pl.String,
-    "kind": pl.String,
-    "plain_point": pl.Boolean,  # a 2D point: its representative point is itself
-}
-_NEW_SCHEMA = {**ROW_SCHEMA, "properties": pl.String}
-_STORED_SCHEMA = {
-    **ROW_SCHEMA,
-    "incident_id": pl.String,
-    "pinned": pl.Boolean,
-    "component_id": pl.String,
-}
-
-# In the order of ROW_SCHEMA.
-_EVENT_POINT = "ST_X(ST_PointOnSurface(e.geom)) AS lon, ST_Y(ST_PointOnSurface(e.geom)) AS lat"
-_ROW_COLUMNS = f"""
-    e.event_id::text, e.event_type, e.status, e.observed_at,
-    {_EVENT_POINT},
-    e.community_id, e.reporter, e.source_system, e.source_connector, e.severity, e.certainty,
-    e.refs::text[], e.category, e.kind,
-    GeometryType(e.geom) = 'POINT' AND ST_NDims(e.geom) = 2 AS plain_point
-"""
-
-_NEW = f"""
-SELECT {_ROW_COLUMNS},
-    CASE WHEN e.kind = 'verification' THEN e.properties::text END  -- only they need it
-FROM fusion_new n JOIN event e ON e.event_id = n.event_id
-WHERE e.kind = ANY(%(kinds)s) OR e.kind IN ('cancel', 'verification')
-ORDER BY e.seq
-"""
-
-# An incident id as it is now (an id merged away resolves through its alias).
-_CURRENT = """
-SELECT i.id FROM incident i
-WHERE i.id = coalesce((SELECT incident_id FROM incident_alias WHERE alias = %(id)s), %(id)s)
-"""
-
-# The neighbourhoods of the stored, live, unpinned reports inside the batch's spans (time and
-# box): per span one range scan of incident_report's reach index (LATERAL: a plan that cannot
-# turn into a join of whole tables, whatever the statistics say).
-_IN_SPANS = """
-SELECT DISTINCT r.component_id::text
-FROM unnest(%(status)s::text[], %(event_type)s::text[], %(start)s::timestamptz[],
-            %(end)s::timestamptz[], %(west)s::float8[], %(south)s::float8[],
-            %(east)s::float8[], %(north)s::float8[]) AS s(status, event_type, t0, t1, w, s, e, n)
-CROSS JOIN LATERAL (
-    SELECT component_id FROM incident_report r
-    WHERE r.status = s.status AND r.event_type = s.event_type
-        AND r.observed_at BETWEEN s.t0 AND s.t1 AND NOT r.cancelled AND NOT r.pinned
-        AND r.lon BETWEEN s.w AND s.e AND r.lat BETWEEN s.s AND s.n
-    OFFSET 0  -- a fence: kept as a per-span index scan, never pulled up into a merge join
-) AS r
-"""
-
-# Linked by refs, both ways: the neighbourhoods of what the batch's reports update (by id), and
-# of stored reports that update one of the batch's (sent before it: out of order). Two index
-# scans (pkey, GIN on refs).
-_BY_REFS = """
-SELECT r.component_id::text FROM incident_report r
-WHERE NOT r.cancelled AND r.event_id = ANY(%(refs)s::uuid[])
-UNION
-SELECT r.component_id::text
-FROM event e JOIN incident_report r ON r.event_id = e.event_id
-WHERE NOT r.cancelled AND e.refs <> '{}' AND e.refs && %(ids)s::uuid[]
-"""
-
-# Every live member of some neighbourhoods, with its incident: what the partition is re-run on.
-# The stored reports' points come from incident_report (their events' representative points,
-# stored with them): no ST_PointOnSurface per member on every re-read.
-_NEIGHBOURS = f"""
-SELECT {_ROW_COLUMNS.replace(_EVENT_POINT, "r.lon, r.lat")}, r.incident_id::text, r.pinned,
-    r.component_id::text
-FROM incident_report r JOIN event e ON e.event_id = r.event_id
-WHERE r.component_id = ANY(%(ids)s::uuid[]) AND NOT r.cancelled
-"""
-
-_SPAN_TEXT = ("status", "event_type", "start", "end")
-_SPAN_BOX = ("west", "south", "east", "north")
-_PLAIN_POINT_WKB = "0101000000"  # little-endian WKB, type 1 without Z/M/SRID flags
-_PICTURES = ("actual", "exercise", "test")
 
 
 @dataclass
@@ -143,158 +64,6 @@ class IncidentCounts:
     touched: set[str] = field(default_factory=set)  # incident ids, canonical text
 
 
-@dataclass(frozen=True)
-class Decision:
-    """A principal's word on an incident, carried by a ``verification`` event (the API writes
-    them): ``properties`` = {"decision": verified|refuted|split, "incident_id", "reason",
-    "event_id" (split: the report to take out)}; the reporter is the principal."""
-
-    event_id: uuid.UUID
-    decision: str
-    incident_id: uuid.UUID | None
-    report_id: uuid.UUID | None
-    by: str
-    at: Any
-    reason: str | None
-
-    @classmethod
-    def of(cls, row: dict[str, Any]) -> Decision:
-        props = orjson.loads(row["properties"]) if row.get("properties") else {}
-        return cls(
-            event_id=uuid.UUID(row["event_id"]),
-            decision=str(props.get("decision", "")),
-            incident_id=_uuid(props.get("incident_id")),
-            report_id=_uuid(props.get("event_id")),
-            by=row["reporter"] or row["source_system"],
-            at=row["observed_at"],
-            reason=props.get("reason"),
-        )
-
-    def detail(self) -> dict[str, Any]:
-        return {"by": self.by, "reason": self.reason, "decision": self.decision}
-
-
-# Decisions are the hub API's (``schemas.event.DECISION_SOURCE``), which checks who may rule; a
-# verification event from anywhere else is stored as sent and changes nothing (in production,
-# Kafka ACLs keep connectors from writing as the API).
-
-
-def _decisions(rows: Iterable[dict[str, Any]]) -> list[Decision]:
-    out = []
-    for row in rows:
-        if (row["source_system"], row["source_connector"]) != DECISION_SOURCE:
-            log.warning("verification event %s not from the hub's API: ignored", row["event_id"])
-            continue
-        out.append(Decision.of(row))
-    return out
-
-
-def _uuid(value: Any) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        return None
-
-
-def _current(conn: psycopg.Connection[Any], incident: uuid.UUID | None) -> uuid.UUID | None:
-    if incident is None:
-        return None
-    row = conn.execute(_CURRENT, {"id": incident}).fetchone()
-    return row[0] if row is not None else None
-
-
-def as_reports(rows: pl.DataFrame) -> pl.DataFrame:
-    """Event rows as a report frame (with ``category`` and ``plain_point``); ``incident_id``,
-    ``pinned`` and ``cancelled`` come along when the rows have them. A row correlation cannot
-    take (not a picture, not CAP's words, not WGS 84) is left out of the incidents, logged,
-    never allowed to fail the batch and so stop the stream."""
-    have = rows.columns
-    frame = rows.with_columns(
-        _source_keys(rows),
-        (pl.col("pinned") if "pinned" in have else pl.lit(False)).alias("pinned"),
-        (pl.col("cancelled") if "cancelled" in have else pl.lit(False)).alias("cancelled"),
-        (pl.col("incident_id") if "incident_id" in have else pl.lit(None, pl.String)).alias(
-            "prior"
-        ),
-        (pl.col("component_id") if "component_id" in have else pl.lit(None, pl.String)).alias(
-            "neighbourhood"
-        ),
-    ).select(*REPORT_SCHEMA, "category", "plain_point")
-    ok = (
-        pl.col("status").is_in(_PICTURES)
-        & pl.col("severity").is_in(SEVERITY_ORDER)
-        & pl.col("certainty").is_in(CERTAINTY_ORDER)
-        & pl.col("lat").is_between(-90.0, 90.0)
-        & pl.col("lon").is_between(-180.0, 180.0)
-        & pl.col("observed_at").is_not_null()
-    ).fill_null(False)
-    bad = frame.filter(~ok)
-    for event_id in bad["event_id"]:
-        log.error("event %s left out of the incidents: not a report correlation takes", event_id)
-    return frame.filter(ok) if bad.height else frame
-
-
-def _source_keys(rows: pl.DataFrame) -> pl.Series:
-    """``correlate.source_key`` of every row (no signed sensors yet: see the README)."""
-    reporter, system = _escaped(rows["reporter"]), _escaped(rows["source_system"])
-    community = _escaped(rows["community_id"].fill_null(""))
-    keys = pl.select(
-        pl.when(reporter.is_not_null())
-        .then(pl.lit("r:") + community + pl.lit(":") + reporter)
-        .otherwise(pl.lit("s:") + system)
-        .alias("source_key")
-    )
-    return keys["source_key"]
-
-
-def _escaped(values: pl.Series) -> pl.Series:
-    """``correlate.esc`` of every value, in bulk: each character outside the unreserved set
-    replaced by its percent-encoding, ``%`` first (the encodings bring ``%`` of their own)."""
-    reserved = values.str.extract_all(_RESERVED).explode().drop_nulls().unique().to_list()
-    for char in sorted(reserved, key=lambda c: c != "%"):
-        values = values.str.replace_all(char, quote(char, safe=""), literal=True)
-    return values
-
-
-_RESERVED = r"[^A-Za-z0-9_.~-]"  # what quote() escapes
-
-
-def _frame_rows(batch: Batch) -> pl.DataFrame | None:
-    """The rows ``_NEW`` would fetch, from the batch's frame, when every row was inserted and
-    every geometry is a plain 2D point (its representative point is then the point itself,
-    exactly as PostGIS gives it); None otherwise (the store is asked)."""
-    if batch.frame is None or not batch.all_new:
-        return None
-    return _rows_of(batch.frame)
-
-
-def _rows_of(frame: pl.DataFrame) -> pl.DataFrame | None:
-    """``_frame_rows`` of a frame as decoded, before it is known whether all of it is new."""
-    if "geom_wkb" not in frame.columns or "lon" not in frame.columns:
-        return None
-    if not frame["geom_wkb"].str.starts_with(_PLAIN_POINT_WKB).all():
-        return None
-    refs = pl.col("refs").str.strip_chars("{}").str.split(",")
-    return (
-        frame.filter(pl.col("kind").is_in(_ROW_KINDS))
-        .sort("partition", "offset")
-        .with_columns(
-            pl.col("observed_at").str.to_datetime(
-                "%Y-%m-%dT%H:%M:%S%.f%:z", time_unit="us", time_zone="UTC"
-            ),
-            refs.list.eval(pl.element().filter(pl.element() != "")).alias("refs"),
-            pl.lit(True).alias("plain_point"),
-            pl.when(pl.col("kind") == "verification").then(pl.col("properties")),
-        )
-        .select(*_NEW_SCHEMA)
-    )
-
-
-_EMPTY_REPORTS = pl.DataFrame(
-    schema={**REPORT_SCHEMA, "category": pl.String, "plain_point": pl.Boolean}
-)
-
-
 class IncidentStage:
     """Applies one batch's new events to the incidents (not thread-safe: one per sink)."""
 
@@ -304,7 +73,7 @@ class IncidentStage:
         self.rules = rules
 
     def prepare(self, conn: psycopg.Connection[Any]) -> None:
-        conn.execute(_CREATE_STAGE)
+        conn.execute(CREATE_STAGE)
 
     def apply(self, conn: psycopg.Connection[Any], batch: Batch | None = None) -> IncidentCounts:
         """Call inside the batch's transaction, after its events were inserted and their ids
@@ -327,14 +96,14 @@ class IncidentStage:
             return None
 
         def job(reader: psycopg.Connection[Any]) -> Linked | None:
-            rows = _rows_of(frame)
+            rows = rows_of(frame)
             if rows is None:
                 return None
             new = as_reports(rows)
             started = time.perf_counter()
             stored = self._candidates(reader, new)
             read = time.perf_counter()
-            linked = self._link(new, stored, _EMPTY_REPORTS, set())
+            linked = self._link(new, stored, EMPTY_REPORTS, set())
             log.debug(
                 "incidents planned",
                 extra={
@@ -369,13 +138,13 @@ class IncidentStage:
         """Without a plan: the batch's rows (from the frame or the store), cancels and splits
         applied, candidates read, correlation computed. None when only decisions were left
         (applied here)."""
-        rows = _frame_rows(batch) if batch is not None else None
+        rows = frame_rows(batch) if batch is not None else None
         if rows is None:
-            rows = read_frame(conn, _NEW, {"kinds": list(REPORT_KINDS)}, _NEW_SCHEMA)
+            rows = read_frame(conn, NEW_ROWS, {"kinds": list(REPORT_KINDS)}, NEW_SCHEMA)
         new = as_reports(rows.filter(pl.col("kind").is_in(REPORT_KINDS)))
         cancels = rows.filter(pl.col("kind") == "cancel")["refs"].explode().drop_nulls()
         verdicts = rows.filter(pl.col("kind") == "verification")
-        decisions = _decisions(verdicts.to_dicts()) if verdicts.height else []
+        decisions = decisions_of(verdicts.to_dicts()) if verdicts.height else []
         reclustered = pl.concat(
             [
                 self._cancel(conn, cancels.to_list(), counts),
@@ -425,7 +194,7 @@ class IncidentStage:
             moved=moved.select("event_id", "incident", "component"),
             moves=moves,
             touched=changed & alive,
-            fresh=_incident_rows(fresh, arrived, self.rules),
+            fresh=incident_rows(fresh, arrived, self.rules),
             closed=sorted(touched - alive - set(moves)),
         )
 
@@ -443,7 +212,7 @@ class IncidentStage:
         """Mark cancelled reports; return the live members of their neighbourhoods to
         partition again (a cancelled report may have been a seed or a bridge)."""
         if not ids:
-            return _EMPTY_REPORTS
+            return EMPTY_REPORTS
         hit = conn.execute(
             "UPDATE incident_report SET cancelled = true WHERE event_id = ANY(%s::uuid[])"
             " AND NOT cancelled RETURNING incident_id, event_id, component_id",
@@ -462,7 +231,7 @@ class IncidentStage:
         automatically); return the live members of its neighbourhood, to partition again."""
         incidents, components = [], []
         for d in splits:
-            current = _current(conn, d.incident_id)
+            current = current_id(conn, d.incident_id)
             pinned = conn.execute(
                 "UPDATE incident_report SET pinned = true WHERE event_id = %s"
                 " AND incident_id = %s AND NOT pinned RETURNING component_id",
@@ -484,16 +253,16 @@ class IncidentStage:
     ) -> pl.DataFrame:
         """Every live member of ``neighbourhoods``, with its incident and neighbourhood."""
         if not neighbourhoods:
-            return _EMPTY_REPORTS
+            return EMPTY_REPORTS
         ids = pg_array(sorted(set(neighbourhoods)))
-        return as_reports(read_frame(conn, _NEIGHBOURS, {"ids": ids}, _STORED_SCHEMA))
+        return as_reports(read_frame(conn, NEIGHBOURS, {"ids": ids}, STORED_SCHEMA))
 
     def _decide(
         self, conn: psycopg.Connection[Any], decisions: list[Decision], counts: IncidentCounts
     ) -> None:
         """Verified or refuted by a principal: who, when, why; it outlasts later reports."""
         for d in decisions:
-            current = _current(conn, d.incident_id)
+            current = current_id(conn, d.incident_id)
             if current is None:
                 log.warning("decision on unknown incident %s ignored", d.incident_id)
                 continue
@@ -513,13 +282,13 @@ class IncidentStage:
         found: set[str] = set()
         spans = candidate_spans(self.rules, new)
         if spans.height:
-            params = {c: pg_array_of(spans[c]) for c in _SPAN_TEXT}
-            params |= {c: pg_array(spans[c]) for c in _SPAN_BOX}
-            found.update(c for (c,) in conn.execute(_IN_SPANS, params).fetchall())
+            params = {c: pg_array_of(spans[c]) for c in SPAN_TEXT}
+            params |= {c: pg_array(spans[c]) for c in SPAN_BOX}
+            found.update(c for (c,) in conn.execute(IN_SPANS, params).fetchall())
         if new.height:
             refs = new["refs"].explode().drop_nulls()
             params = {"refs": pg_array(refs), "ids": pg_array(new["event_id"])}
-            found.update(c for (c,) in conn.execute(_BY_REFS, params).fetchall())
+            found.update(c for (c,) in conn.execute(BY_REFS, params).fetchall())
         return self._live_members(conn, sorted(found))
 
     def _rename(
@@ -565,7 +334,7 @@ class IncidentStage:
                 (pg_array(linked.closed),),
             )
         rows = linked.fresh
-        return _write_rows(conn, rows) if rows.height else 0
+        return write_rows(conn, rows) if rows.height else 0
 
 
 @dataclass(frozen=True)
@@ -579,17 +348,6 @@ class Linked:
     touched: set[str]  # incidents whose members changed (all rebuilt from ``fresh``)
     fresh: pl.DataFrame  # the rows of the touched incidents
     closed: list[str]  # incidents left without a live member
-
-
-def _incident_rows(members: pl.DataFrame, arrived: set[str], rules: Rules) -> pl.DataFrame:
-    """``summarise`` of the members, with whether all of an incident's members are 2D points
-    (``plain_point``) and all arrived in this batch (``new``: the incident cannot exist), and
-    the geometry of those of points (``geom``)."""
-    flags = members.group_by("incident").agg(
-        pl.col("plain_point").all(), pl.col("event_id").is_in(list(arrived)).all().alias("new")
-    )
-    rows = summarise(members, rules).join(flags, on="incident", maintain_order="left")
-    return rows.with_columns(_hulls(rows))
 
 
 def _follow_pinned(new: pl.DataFrame, stored: pl.DataFrame) -> pl.DataFrame:
@@ -656,45 +414,8 @@ _MERGES = (
     " ORDER BY old",
 )
 
-
-_CREATE_STAGE = """
-CREATE TEMP TABLE IF NOT EXISTS incident_stage (
-    id uuid, status text, category text, event_type text, severity text, certainty text,
-    verification text, sources int, reports int, communities text[], first_observed_at
-    timestamptz, last_observed_at timestamptz, members uuid[], geom geometry
-) ON COMMIT DELETE ROWS
-"""
-
-_UPSERT = """
-INSERT INTO incident AS i (id, status, state, category, event_type, severity, certainty,
-    verification, sources, reports, communities, first_observed_at, last_observed_at, geom,
-    updated_seq)
-SELECT s.id, s.status, 'open', s.category, s.event_type, s.severity, s.certainty,
-    s.verification, s.sources, s.reports, s.communities, s.first_observed_at,
-    s.last_observed_at, coalesce(s.geom, g.geom), nextval('incident_update_seq')
-FROM incident_stage s
-LEFT JOIN LATERAL (
-    -- members with areas (the points' hull came from Python): one report, its geometry;
-    -- more, the hull of them all (a line when all lie on one)
-    SELECT CASE WHEN cardinality(s.members) = 1
-        THEN (SELECT e.geom FROM event e WHERE e.event_id = s.members[1])
-        ELSE (SELECT ST_ConvexHull(ST_Collect(e.geom)) FROM event e
-              WHERE e.event_id = ANY(s.members)) END
-) AS g(geom) ON s.geom IS NULL
-ORDER BY s.id
-ON CONFLICT (id) DO UPDATE SET
-    state = 'open', category = EXCLUDED.category, event_type = EXCLUDED.event_type,
-    severity = EXCLUDED.severity, certainty = EXCLUDED.certainty,
-    verification = CASE WHEN i.decided_at IS NULL THEN EXCLUDED.verification
-                        ELSE i.verification END,
-    sources = EXCLUDED.sources, reports = EXCLUDED.reports,
-    communities = EXCLUDED.communities, first_observed_at = EXCLUDED.first_observed_at,
-    last_observed_at = EXCLUDED.last_observed_at, geom = EXCLUDED.geom,
-    updated_seq = EXCLUDED.updated_seq
-RETURNING (xmax = 0) AS created
-"""
 # status, event_type and observed_at repeat the event's: the candidate search then reads one
-# narrow index of live reports (``_IN_SPANS``) instead of the whole event history.
+# narrow index of live reports (``IN_SPANS``) instead of the whole event history.
 _COPY_REPORTS = (
     "COPY incident_report (event_id, incident_id, status, event_type, observed_at, pinned,"
     " component_id, lon, lat) FROM STDIN (FORMAT csv)"
@@ -705,66 +426,3 @@ FROM unnest(%(event_id)s::uuid[], %(incident)s::uuid[], %(component)s::uuid[])
     AS m(event_id, incident, component)
 WHERE r.event_id = m.event_id
 """
-
-_INCIDENT_COLUMNS = (
-    "id, status, category, event_type, severity, certainty, verification, sources, reports,"
-    " communities, first_observed_at, last_observed_at"
-)
-# updated_seq comes from the column's default (the sequence), state 'open' likewise.
-_COPY_INCIDENTS = f"COPY incident ({_INCIDENT_COLUMNS}, geom) FROM STDIN (FORMAT csv)"
-
-_COPY_STAGE = f"COPY incident_stage ({_INCIDENT_COLUMNS}, members, geom) FROM STDIN (FORMAT csv)"
-
-_ROW_FIELDS: list[pl.Expr | str] = [
-    pl.col("incident").alias("id"), "status", "category", "event_type", "severity", "certainty",
-    "verification", "sources", "reports", "communities", "first_observed_at", "last_observed_at",
-]  # fmt: skip
-
-
-def _hulls(rows: pl.DataFrame) -> pl.Series:
-    """Each incident's geometry as hex WKB when its members are all 2D points (their point,
-    or their convex hull, as ST_ConvexHull gives it), else null (PostGIS builds it)."""
-    plain = rows["plain_point"].to_numpy()
-    single = plain & (rows["reports"].to_numpy() == 1)
-    several = plain & ~single
-    out = np.full(rows.height, None, dtype=object)
-    if single.any():
-        points = rows.filter(pl.Series(single))
-        out[single] = _point_wkb(points["lon"].list.first(), points["lat"].list.first())
-    if several.any():
-        hulls = rows.filter(pl.Series(several))
-        xy = np.column_stack([hulls["lon"].explode().to_numpy(), hulls["lat"].explode().to_numpy()])
-        which = np.repeat(np.arange(hulls.height), hulls["reports"].to_numpy())
-        out[several] = shapely.to_wkb(
-            shapely.convex_hull(shapely.multipoints(xy, indices=which)), hex=True
-        )
-    return pl.Series("geom", out, dtype=pl.String)
-
-
-def _point_wkb(lon: pl.Series, lat: pl.Series) -> list[str]:
-    """Hex WKB of 2D points, laid out in bulk (what shapely writes for a point, without a
-    geometry object per point): little-endian, type 1, x, y."""
-    n = lon.len()
-    wkb = np.empty((n, 21), dtype=np.uint8)
-    wkb[:, 0] = 1
-    wkb[:, 1:5] = np.frombuffer(np.uint32(1).astype("<u4").tobytes(), dtype=np.uint8)
-    wkb[:, 5:13] = lon.to_numpy().astype("<f8").view(np.uint8).reshape(n, 8)
-    wkb[:, 13:21] = lat.to_numpy().astype("<f8").view(np.uint8).reshape(n, 8)
-    text = wkb.tobytes().hex()
-    return [text[k : k + 42] for k in range(0, len(text), 42)]
-
-
-def _write_rows(conn: psycopg.Connection[Any], rows: pl.DataFrame) -> int:
-    """The incident rows (``_incident_rows``): brand-new ones of plain points by COPY
-    straight into the table (no conflict is possible), the others staged by COPY and upserted
-    in one statement (hulls with areas by PostGIS). Returns how many incidents are new."""
-    straight = pl.col("new") & pl.col("geom").is_not_null()
-    direct, staged = rows.filter(straight), rows.filter(~straight)
-    with conn.cursor() as cur:
-        copy_frame(cur, _COPY_INCIDENTS, direct.select(*_ROW_FIELDS, "geom"))
-        if staged.height == 0:
-            return direct.height
-        copy_frame(cur, _COPY_STAGE, staged.select(*_ROW_FIELDS, "members", "geom"))
-        created = cur.execute(_UPSERT).fetchall()
-        cur.execute("TRUNCATE incident_stage")  # a second batch in one transaction starts empty
-    return direct.height + sum(1 for (new,) in created if new)

@@ -1,0 +1,128 @@
+"""The incident rows: each touched incident's summary (``summaries.summarise``) with its
+geometry, written in bulk (brand-new incidents of points by COPY, the others staged and
+upserted, hulls with areas by PostGIS)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import polars as pl
+import psycopg
+import shapely
+
+from hub.fusion.rules import Rules
+from hub.fusion.summaries import summarise
+from hub.store.frames import copy_frame
+
+
+def incident_rows(members: pl.DataFrame, arrived: set[str], rules: Rules) -> pl.DataFrame:
+    """``summarise`` of the members, with whether all of an incident's members are 2D points
+    (``plain_point``) and all arrived in this batch (``new``: the incident cannot exist), and
+    the geometry of those of points (``geom``)."""
+    flags = members.group_by("incident").agg(
+        pl.col("plain_point").all(), pl.col("event_id").is_in(list(arrived)).all().alias("new")
+    )
+    rows = summarise(members, rules).join(flags, on="incident", maintain_order="left")
+    return rows.with_columns(hulls(rows))
+
+
+CREATE_STAGE = """
+CREATE TEMP TABLE IF NOT EXISTS incident_stage (
+    id uuid, status text, category text, event_type text, severity text, certainty text,
+    verification text, sources int, reports int, communities text[], first_observed_at
+    timestamptz, last_observed_at timestamptz, members uuid[], geom geometry
+) ON COMMIT DELETE ROWS
+"""
+
+_UPSERT = """
+INSERT INTO incident AS i (id, status, state, category, event_type, severity, certainty,
+    verification, sources, reports, communities, first_observed_at, last_observed_at, geom,
+    updated_seq)
+SELECT s.id, s.status, 'open', s.category, s.event_type, s.severity, s.certainty,
+    s.verification, s.sources, s.reports, s.communities, s.first_observed_at,
+    s.last_observed_at, coalesce(s.geom, g.geom), nextval('incident_update_seq')
+FROM incident_stage s
+LEFT JOIN LATERAL (
+    -- members with areas (the points' hull came from Python): one report, its geometry;
+    -- more, the hull of them all (a line when all lie on one)
+    SELECT CASE WHEN cardinality(s.members) = 1
+        THEN (SELECT e.geom FROM event e WHERE e.event_id = s.members[1])
+        ELSE (SELECT ST_ConvexHull(ST_Collect(e.geom)) FROM event e
+              WHERE e.event_id = ANY(s.members)) END
+) AS g(geom) ON s.geom IS NULL
+ORDER BY s.id
+ON CONFLICT (id) DO UPDATE SET
+    state = 'open', category = EXCLUDED.category, event_type = EXCLUDED.event_type,
+    severity = EXCLUDED.severity, certainty = EXCLUDED.certainty,
+    verification = CASE WHEN i.decided_at IS NULL THEN EXCLUDED.verification
+                        ELSE i.verification END,
+    sources = EXCLUDED.sources, reports = EXCLUDED.reports,
+    communities = EXCLUDED.communities, first_observed_at = EXCLUDED.first_observed_at,
+    last_observed_at = EXCLUDED.last_observed_at, geom = EXCLUDED.geom,
+    updated_seq = EXCLUDED.updated_seq
+RETURNING (xmax = 0) AS created
+"""
+
+_INCIDENT_COLUMNS = (
+    "id, status, category, event_type, severity, certainty, verification, sources, reports,"
+    " communities, first_observed_at, last_observed_at"
+)
+# updated_seq comes from the column's default (the sequence), state 'open' likewise.
+_COPY_INCIDENTS = f"COPY incident ({_INCIDENT_COLUMNS}, geom) FROM STDIN (FORMAT csv)"
+
+_COPY_STAGE = f"COPY incident_stage ({_INCIDENT_COLUMNS}, members, geom) FROM STDIN (FORMAT csv)"
+
+_ROW_FIELDS: list[pl.Expr | str] = [
+    pl.col("incident").alias("id"), "status", "category", "event_type", "severity", "certainty",
+    "verification", "sources", "reports", "communities", "first_observed_at", "last_observed_at",
+]  # fmt: skip
+
+
+def hulls(rows: pl.DataFrame) -> pl.Series:
+    """Each incident's geometry as hex WKB when its members are all 2D points (their point,
+    or their convex hull, as ST_ConvexHull gives it), else null (PostGIS builds it)."""
+    plain = rows["plain_point"].to_numpy()
+    single = plain & (rows["reports"].to_numpy() == 1)
+    several = plain & ~single
+    out = np.full(rows.height, None, dtype=object)
+    if single.any():
+        points = rows.filter(pl.Series(single))
+        out[single] = point_wkb(points["lon"].list.first(), points["lat"].list.first())
+    if several.any():
+        hulls = rows.filter(pl.Series(several))
+        xy = np.column_stack([hulls["lon"].explode().to_numpy(), hulls["lat"].explode().to_numpy()])
+        which = np.repeat(np.arange(hulls.height), hulls["reports"].to_numpy())
+        out[several] = shapely.to_wkb(
+            shapely.convex_hull(shapely.multipoints(xy, indices=which)), hex=True
+        )
+    return pl.Series("geom", out, dtype=pl.String)
+
+
+def point_wkb(lon: pl.Series, lat: pl.Series) -> list[str]:
+    """Hex WKB of 2D points, laid out in bulk (what shapely writes for a point, without a
+    geometry object per point): little-endian, type 1, x, y."""
+    n = lon.len()
+    wkb = np.empty((n, 21), dtype=np.uint8)
+    wkb[:, 0] = 1
+    wkb[:, 1:5] = np.frombuffer(np.uint32(1).astype("<u4").tobytes(), dtype=np.uint8)
+    wkb[:, 5:13] = lon.to_numpy().astype("<f8").view(np.uint8).reshape(n, 8)
+    wkb[:, 13:21] = lat.to_numpy().astype("<f8").view(np.uint8).reshape(n, 8)
+    text = wkb.tobytes().hex()
+    return [text[k : k + 42] for k in range(0, len(text), 42)]
+
+
+def write_rows(conn: psycopg.Connection[Any], rows: pl.DataFrame) -> int:
+    """The incident rows (``incident_rows``): brand-new ones of plain points by COPY
+    straight into the table (no conflict is possible), the others staged by COPY and upserted
+    in one statement (hulls with areas by PostGIS). Returns how many incidents are new."""
+    straight = pl.col("new") & pl.col("geom").is_not_null()
+    direct, staged = rows.filter(straight), rows.filter(~straight)
+    with conn.cursor() as cur:
+        copy_frame(cur, _COPY_INCIDENTS, direct.select(*_ROW_FIELDS, "geom"))
+        if staged.height == 0:
+            return direct.height
+        copy_frame(cur, _COPY_STAGE, staged.select(*_ROW_FIELDS, "members", "geom"))
+        created = cur.execute(_UPSERT).fetchall()
+        cur.execute("TRUNCATE incident_stage")  # a second batch in one transaction starts empty
+    return direct.height + sum(1 for (new,) in created if new)
