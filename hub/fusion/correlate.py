@@ -48,7 +48,7 @@ links among stored reports; B's reports link to stored ones only directly, so th
 of S + B are those of S untouched by B, and the unions of B with the touched ones, all in hand.
 A neighbourhood's incidents depend on its own reports alone. Removing a link (a report
 cancelled or pinned) may split a neighbourhood: fetch all of its members, as for growth.
-Changed rules change links among stored reports: recluster everything.
+Changed rules change links among stored reports: recluster everything (``recluster``).
 """
 
 from __future__ import annotations

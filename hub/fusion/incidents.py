@@ -117,6 +117,13 @@ class IncidentStage:
 
         return job
 
+    def recluster(self, conn: psycopg.Connection[Any], stored: pl.DataFrame) -> IncidentCounts:
+        """Partition ``stored`` (every live report, with its incident and neighbourhood) again
+        under this stage's rules and write what changed (``hub.fusion.recluster``)."""
+        counts = IncidentCounts()
+        self._write(conn, self._link(EMPTY_REPORTS, stored, EMPTY_REPORTS, set()), counts)
+        return counts
+
     def _apply(self, conn: psycopg.Connection[Any], batch: Batch | None) -> IncidentCounts:
         counts = IncidentCounts()
         judged: list[Decision]

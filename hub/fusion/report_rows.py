@@ -85,15 +85,16 @@ FROM event e JOIN incident_report r ON r.event_id = e.event_id
 WHERE NOT r.cancelled AND e.refs <> '{}' AND e.refs && %(ids)s::uuid[]
 """
 
-# Every live member of some neighbourhoods, with its incident: what the partition is re-run on.
-# The stored reports' points come from incident_report (their events' representative points,
-# stored with them): no ST_PointOnSurface per member on every re-read.
-NEIGHBOURS = f"""
+# Every live report with its incident and neighbourhood (the stored reports' points come from
+# incident_report, stored with them: no ST_PointOnSurface per member on every re-read) ...
+LIVE_MEMBERS = f"""
 SELECT {_ROW_COLUMNS.replace(_EVENT_POINT, "r.lon, r.lat")}, r.incident_id::text, r.pinned,
     r.component_id::text
 FROM incident_report r JOIN event e ON e.event_id = r.event_id
-WHERE r.component_id = ANY(%(ids)s::uuid[]) AND NOT r.cancelled
+WHERE NOT r.cancelled
 """
+# ... of some neighbourhoods: what the partition is re-run on.
+NEIGHBOURS = LIVE_MEMBERS + "AND r.component_id = ANY(%(ids)s::uuid[])"
 
 SPAN_TEXT = ("status", "event_type", "start", "end")
 SPAN_BOX = ("west", "south", "east", "north")

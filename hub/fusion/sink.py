@@ -55,8 +55,10 @@ CREATE TEMP TABLE IF NOT EXISTS fusion_stage (
     source_system text, source_connector text, reporter text, properties jsonb, refs uuid[],
     sent_ms bigint, partition int, "offset" bigint, geom_wkb geometry, grid_cell text
 ) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS fusion_new (event_id uuid) ON COMMIT DELETE ROWS
 """
+# The ids of the events a batch really inserted, for the stages (``hub.fusion.stages``).
+CREATE_NEW = "CREATE TEMP TABLE IF NOT EXISTS fusion_new (event_id uuid) ON COMMIT DELETE ROWS"
+_CREATE_STAGE += CREATE_NEW
 
 _COPY = (
     "COPY fusion_stage (idx, "
