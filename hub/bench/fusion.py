@@ -11,9 +11,10 @@ drains it into a throw-away database, and the incidents are read back from ``inc
    call; floods; an offset source; an SFFD storm): B-cubed precision, recall and F1 of the
    hub's incidents against the true ones, the naive baseline on the same reports, false
    corroboration, the largest incident, the corroborated share and incidents per 1,000 reports;
-2. cost: the default variant drained with the picture's stages off (the skeleton: events only)
-   and on, alternately, ``rounds`` times each; the figure is the ratio of the median steady
-   rates, measured side by side in one run on this (shared, noisy) machine.
+2. cost: the default variant, its month repeated ``cost_months`` times (``months``), drained
+   with the picture's stages off (the skeleton: events only) and on, alternately, ``rounds``
+   times each; the figure is the ratio of the median steady rates, measured side by side in
+   one run on this (shared, noisy) machine.
 
 ``run_in_process`` scores the same variants with the hub's correlation model called in this
 process (``fusion_quality.hub_model``): no broker, no database, no cost phase; for tuning.
