@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from geo.tiles import event_key
-from hub.api import ingest
+from hub.api import producer
 from hub.api.factory import create_app
 from hub.settings import Settings
 from hub.stack.broker import free_port
@@ -282,7 +282,7 @@ def test_an_unreachable_broker_is_503_with_retry_after(
 ) -> None:
     settings = base_settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{free_port()}"})
     app = create_app(settings)
-    app.state.event_producer = ingest.EventProducer(settings, timeout_s=1.0, cooldown_s=30.0)
+    app.state.event_producer = producer.EventProducer(settings, timeout_s=1.0, cooldown_s=30.0)
     with TestClient(app) as http:
         start = time.monotonic()
         first = http.post("/v1/events", json=[event()], headers=bearer(callers.community))

@@ -31,7 +31,7 @@ from hub.api.deps import Access, SettingsDep, get_access
 from hub.api.errors import Conflict, Forbidden, NotFound, problem_responses
 from hub.api.events import NO_NUL
 from hub.api.geojson import absolute_url
-from hub.api.ingest import BrokerUnavailable, event_producer
+from hub.api.producer import BrokerUnavailable, event_producer
 from hub.store import incident_queries
 from schemas.event import DECISION_SOURCE, Event
 

@@ -18,26 +18,22 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import json
 import logging
 import threading
 import time
-import urllib.request
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from joserfc import jwt
 from joserfc.errors import JoseError, UnsupportedAlgorithmError
-from joserfc.jwk import ECKey, Key, OKPKey
 from joserfc.jws import JWSAlgModel, JWSRegistry
 from sqlalchemy import Engine
 
-from hub.auth import clients, keys
+from hub.auth import clients
+from hub.auth.keysets import CachedKey, LocalKeys, RemoteKeys
 from hub.auth.principal import DEFAULT_SCOPES, Principal
 from hub.settings import IssuerRole, Settings, TrustedIssuer
 
@@ -117,30 +113,7 @@ def _check_type(header: dict[str, Any], accepted: Iterable[str]) -> None:
         raise InvalidToken(f"token type {str(typ)[:16]!r} is not an access token")
 
 
-@dataclass(frozen=True)
-class _CachedKey:
-    key: Key
-    alg: str
-    grace_end: datetime | None  # a retired key of the hub: stops verifying then
-
-
-def _public_key(jwk: Any, grace_end: datetime | None = None) -> _CachedKey | None:
-    """A public signing key from a JWK, or None for one the hub would never accept."""
-    if not isinstance(jwk, dict) or not isinstance(jwk.get("kid"), str) or "d" in jwk:
-        return None
-    if jwk.get("use", "sig") != "sig":
-        return None
-    try:
-        if jwk.get("kty") == "EC" and jwk.get("crv") == "P-256":
-            return _CachedKey(ECKey.import_key(jwk), "ES256", grace_end)
-        if jwk.get("kty") == "OKP" and jwk.get("crv") == "Ed25519":
-            return _CachedKey(OKPKey.import_key(jwk), "EdDSA", grace_end)
-    except (JoseError, ValueError, TypeError):
-        return None
-    return None  # RSA, HMAC, other curves: not on the allow-list
-
-
-def _decode(token: str, entry: _CachedKey, alg: str) -> dict[str, Any]:
+def _decode(token: str, entry: CachedKey, alg: str) -> dict[str, Any]:
     """Verify the signature with the key *we* chose for this kid and issuer."""
     if entry.alg != alg or entry.key.alg not in (None, alg):
         raise InvalidToken("algorithm does not match the key")
@@ -165,102 +138,7 @@ def _claim_message(exc: JoseError) -> str:
     return str(exc.description or exc.error)
 
 
-# Key and client caches -------------------------------------------------------------------
-
-
-class LocalKeys:
-    """The hub's verification keys, read from the database and cached.
-
-    An unknown kid triggers a re-read (a key rotated in by another process), at most once per
-    ``min_refresh_s`` so that tokens with random kids cannot hammer the database.
-    """
-
-    def __init__(
-        self, engine: Engine, settings: Settings, max_age_s: float = 60, min_refresh_s: float = 1
-    ) -> None:
-        self._engine, self._settings = engine, settings
-        self.max_age_s, self.min_refresh_s = max_age_s, min_refresh_s
-        self._keys: dict[str, _CachedKey] = {}
-        self._fetched = float("-inf")
-        self._lock = threading.Lock()
-
-    def _refresh(self) -> None:
-        with self._engine.connect() as conn:
-            rows = keys.verification_keys(conn, self._settings)
-        found = {k.kid: _public_key(k.public_jwk, keys.grace_end(k, self._settings)) for k in rows}
-        self._keys = {kid: entry for kid, entry in found.items() if entry is not None}
-        self._fetched = time.monotonic()
-
-    def get(self, kid: str) -> _CachedKey | None:
-        with self._lock:
-            age = time.monotonic() - self._fetched
-            if age > self.max_age_s or (kid not in self._keys and age > self.min_refresh_s):
-                self._refresh()
-            entry = self._keys.get(kid)
-        if (
-            entry is not None
-            and entry.grace_end is not None
-            and datetime.now(UTC) > entry.grace_end
-        ):
-            return None  # retired more than one token lifetime ago
-        return entry
-
-
-def is_secure_url(url: str) -> bool:
-    """https, or http to a loopback address (test issuers, a sidecar)."""
-    parts = urlsplit(url)
-    if parts.scheme == "https":
-        return True
-    if parts.scheme != "http" or not parts.hostname:
-        return False
-    if parts.hostname == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(parts.hostname).is_loopback
-    except ValueError:
-        return False
-
-
-class RemoteKeys:
-    """A trusted issuer's JWKS, fetched from its configured URL with a timeout, and cached."""
-
-    MAX_BYTES = 512 * 1024
-
-    def __init__(
-        self, url: str, timeout_s: float, max_age_s: float = 300, min_refresh_s: float = 10
-    ) -> None:
-        if not is_secure_url(url):
-            raise ValueError(f"JWKS URL must be https (or http on loopback): {url}")
-        self.url, self.timeout_s = url, timeout_s
-        self.max_age_s, self.min_refresh_s = max_age_s, min_refresh_s
-        self._keys: dict[str, _CachedKey] = {}
-        self._fetched = float("-inf")
-        self._lock = threading.Lock()
-
-    def _fetch(self) -> dict[str, _CachedKey]:
-        request = urllib.request.Request(self.url, headers={"Accept": "application/json"})
-        with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-            body = response.read(self.MAX_BYTES + 1)
-        if len(body) > self.MAX_BYTES:
-            raise ValueError("JWKS too large")
-        found: dict[str, _CachedKey] = {}
-        for jwk in json.loads(body).get("keys", []):
-            cached = _public_key(jwk)
-            if cached is not None:
-                found[jwk["kid"]] = cached
-        return found
-
-    def get(self, kid: str) -> _CachedKey | None:
-        with self._lock:  # one fetch at a time; the others wait for its result
-            age = time.monotonic() - self._fetched
-            if age > self.max_age_s or (kid not in self._keys and age > self.min_refresh_s):
-                try:
-                    self._keys = self._fetch()
-                except (OSError, ValueError, AttributeError) as exc:
-                    # Keep the keys we had: an unreachable issuer must not log everyone out.
-                    log.warning("cannot fetch JWKS %s: %s", self.url, exc)
-                self._fetched = time.monotonic()
-            return self._keys.get(kid)
+# The client cache (the key caches: ``hub.auth.keysets``) ---------------------------------
 
 
 class ClientCache:
