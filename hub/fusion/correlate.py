@@ -193,25 +193,23 @@ def cluster(reports: Iterable[Report], rules: Rules) -> dict[uuid.UUID, uuid.UUI
     """event_id -> incident id for every live report (cancelled ones belong to no incident):
     the neighbourhoods, each partitioned (module doc). The work is ``links.correlate_frame``'s,
     on columns."""
-    from hub.fusion.links import correlate_frame, report_frame  # it builds on this module
-
-    unique = _unique(reports)
-    incidents = correlate_frame(report_frame(unique), rules)["incident"]
-    return {
-        r.event_id: uuid.UUID(incident)
-        for r, incident in zip(unique, incidents, strict=True)
-        if incident is not None
-    }
+    return _by_report(reports, rules, "incident")
 
 
 def neighbourhoods(reports: Iterable[Report], rules: Rules) -> dict[uuid.UUID, uuid.UUID]:
     """event_id -> the linked neighbourhood (its smallest seed) of every live report."""
-    from hub.fusion.links import correlate_frame, report_frame
+    return _by_report(reports, rules, "component")
+
+
+def _by_report(reports: Iterable[Report], rules: Rules, column: str) -> dict[uuid.UUID, uuid.UUID]:
+    from hub.fusion.links import correlate_frame, report_frame  # it builds on this module
 
     unique = _unique(reports)
-    components = correlate_frame(report_frame(unique), rules)["component"]
+    labels = correlate_frame(report_frame(unique), rules)[column]
     return {
-        r.event_id: uuid.UUID(c) for r, c in zip(unique, components, strict=True) if c is not None
+        r.event_id: uuid.UUID(label)
+        for r, label in zip(unique, labels, strict=True)
+        if label is not None
     }
 
 
@@ -295,7 +293,9 @@ def independent_sources(reports: Iterable[Report]) -> int:
 
 
 def verification_state(sources: int, decision: Decision | None = None) -> Verification:
-    """A principal's decision wins; otherwise two or more independent sources corroborate."""
+    """A principal's decision wins; otherwise two or more independent sources corroborate.
+    ``sources`` counts sources that AGREE (``summaries.agreeing``): inside one incident's
+    extent two emergencies may meet, and must not vouch for each other."""
     if decision is not None:
         return decision
     return "corroborated" if sources >= 2 else "reported"

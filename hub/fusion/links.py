@@ -108,12 +108,6 @@ class _Points:
         return cls(t, phi, reports["lon"].to_numpy() * _DEG, np.cos(phi))
 
 
-def cluster_frame(reports: pl.DataFrame, rules: Rules) -> pl.Series:
-    """The incident id of every row (null for cancelled rows); rows have distinct event_ids.
-    The same as ``correlate.cluster`` on the rows as reports."""
-    return correlate_frame(reports, rules)["incident"]
-
-
 def correlate_frame(reports: pl.DataFrame, rules: Rules) -> pl.DataFrame:
     """Per row (rows have distinct event_ids): ``component``, the linked neighbourhood it is
     in (the connected component of the link graph, named by its smallest seed), and

@@ -1,8 +1,9 @@
 """What an incident's row holds, computed from its members, for many incidents at once.
 
-The rules are ``correlate``'s (``severity_of``, ``independent_sources``, ``verification_state``,
-the main type); here they run as polars expressions over a frame of members, one group per
-incident, so a batch's thousands of incidents cost a few vectorised passes, not a Python loop.
+The rules are ``correlate``'s (``severity_of``, ``independent_sources``, the main type) and,
+for corroboration, two sources that agree (``agreeing``); here they run as polars expressions
+over a frame of members, one group per incident, so a batch's thousands of incidents cost a few
+vectorised passes, not a Python loop.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def agreeing(live: pl.DataFrame, rules: Rules) -> pl.Series:
     )
     if pairs.height == 0:
         return pl.Series("incident", [], dtype=pl.String)
-    limits = _pair_limits(pairs.select("event_type", "event_type_b").unique(), rules)
+    limits = _agreement_limits(pairs.select("event_type", "event_type_b").unique(), rules)
     pairs = pairs.join(limits, on=["event_type", "event_type_b"])
     phi1, phi2 = pl.col("lat").radians(), pl.col("lat_b").radians()
     s1 = ((phi2 - phi1) * 0.5).sin()
@@ -106,7 +107,7 @@ def agreeing(live: pl.DataFrame, rules: Rules) -> pl.Series:
     return pairs.filter(score <= within)["incident"].unique()
 
 
-def _pair_limits(types: pl.DataFrame, rules: Rules) -> pl.DataFrame:
+def _agreement_limits(types: pl.DataFrame, rules: Rules) -> pl.DataFrame:
     """(distance m, window s) within which two reports of a pair of types may agree: the
     STRICTER of the two types' limits (linking takes the larger, so that smoke reaches its
     fire; agreeing takes the smaller, so that an ambulance call beside a collision does not
