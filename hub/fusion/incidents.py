@@ -23,7 +23,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import polars as pl
@@ -41,6 +41,7 @@ from hub.fusion.report_rows import (
     NEW_ROWS,
     NEW_SCHEMA,
     REPORT_KINDS,
+    ROW_KINDS,
     SPAN_BOX,
     SPAN_TEXT,
     STORED_SCHEMA,
@@ -96,14 +97,16 @@ class IncidentStage:
             return None
 
         def job(reader: psycopg.Connection[Any]) -> Linked | None:
+            started = time.perf_counter()
             rows = rows_of(frame)
             if rows is None:
                 return None
+            rows = rows.filter(~pl.col("event_id").is_in(_stored_ids(reader, rows)))
             new = as_reports(rows)
-            started = time.perf_counter()
             stored = self._candidates(reader, new)
             read = time.perf_counter()
             linked = self._link(new, stored, EMPTY_REPORTS, set())
+            linked = replace(linked, batch_ids=frozenset(rows["event_id"].to_list()))
             log.debug(
                 "incidents planned",
                 extra={
@@ -127,8 +130,8 @@ class IncidentStage:
     def _apply(self, conn: psycopg.Connection[Any], batch: Batch | None) -> IncidentCounts:
         counts = IncidentCounts()
         judged: list[Decision]
-        planned = batch.plans.get(self.name) if batch is not None and batch.all_new else None
-        if isinstance(planned, Linked):  # a planned batch holds no decisions (``plan``)
+        planned = batch.plans.get(self.name) if batch is not None else None
+        if isinstance(planned, Linked) and _planned_for(planned, batch):  # no decisions in it
             linked, judged = planned, []
             counts.reports = len(linked.arrived)
         elif (found := self._link_batch(conn, batch, counts)) is not None:
@@ -355,6 +358,27 @@ class Linked:
     touched: set[str]  # incidents whose members changed (all rebuilt from ``fresh``)
     fresh: pl.DataFrame  # the rows of the touched incidents
     closed: list[str]  # incidents left without a live member
+    # A plan's: the ids of the batch's reports it took as new (all but those stored before).
+    batch_ids: frozenset[str] = frozenset()
+
+
+def _stored_ids(conn: psycopg.Connection[Any], rows: pl.DataFrame) -> list[str]:
+    """The ids of ``rows`` already stored (duplicates: the insert will skip them)."""
+    found = conn.execute(
+        "SELECT event_id::text FROM event WHERE event_id = ANY(%s::uuid[])",
+        (pg_array(rows["event_id"]),),
+    ).fetchall()
+    return [event_id for (event_id,) in found]
+
+
+def _planned_for(linked: Linked, batch: Batch | None) -> bool:
+    """Whether a plan took as new exactly the reports the insert stored: the frame is the
+    batch's inserted rows, and no stage added events since."""
+    if batch is None or batch.frame is None or not batch.all_new:
+        return False
+    inserted = batch.frame.filter(pl.col("kind").is_in(ROW_KINDS))["event_id"]
+    ids = linked.batch_ids
+    return inserted.len() == len(ids) and bool(inserted.is_in(list(ids)).all())
 
 
 def _follow_pinned(new: pl.DataFrame, stored: pl.DataFrame) -> pl.DataFrame:

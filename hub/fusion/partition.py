@@ -164,7 +164,9 @@ class _Incidents:
         self.sources = sources
         self.place = place
         self.limit = hav_limit(same)
-        self.placed: dict[tuple[int, str], list[int]] = {}  # (seed, source) -> rows
+        # (seed, source) -> one row per distinct point the source reported in the incident
+        # (a source repeating itself at one point would otherwise make each test longer)
+        self.placed: dict[tuple[int, str], dict[tuple[float, float], int]] = {}
 
     def admits(self, seed: int, group: list[int]) -> bool:
         """No report of the group has an automated source that already reported this
@@ -173,7 +175,7 @@ class _Incidents:
             source = self.sources[m]
             if source is None:
                 continue
-            for other in self.placed.get((seed, source), ()):
+            for other in self.placed.get((seed, source), {}).values():
                 if not self._same_place(m, other):
                     return False
         return True
@@ -182,7 +184,8 @@ class _Incidents:
         for m in group:
             source = self.sources[m]
             if source is not None:
-                self.placed.setdefault((seed, source), []).append(m)
+                point = (self.place.phi[m], self.place.lam[m])
+                self.placed.setdefault((seed, source), {}).setdefault(point, m)
 
     def _same_place(self, a: int, b: int) -> bool:
         return self.place.hav(a, b) <= self.limit

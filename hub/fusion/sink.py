@@ -90,8 +90,13 @@ WITH ins AS (
         last_event_at = GREATEST(cs.last_event_at, EXCLUDED.last_event_at),
         last_observed_at = GREATEST(cs.last_observed_at, EXCLUDED.last_observed_at)
 )
-SELECT coalesce(sum(n), 0)::bigint FROM agg
+SELECT (SELECT coalesce(sum(n), 0)::bigint FROM agg){duplicates}
 """
+# The batch's rows that were not inserted (stored before): the stages then know the batch's
+# rows without asking the store again (only when there are stages: a hot path).
+_DUPLICATES = """,
+    ARRAY(SELECT s.event_id::text FROM fusion_stage s
+          WHERE s.event_id NOT IN (SELECT event_id FROM ins))"""
 # What the batch really added, for the stages (only when there are some: a hot path).
 _NOTE_NEW = """, noted AS (
     INSERT INTO fusion_new (event_id) SELECT event_id FROM ins
@@ -161,7 +166,10 @@ class PostgresSink:
         self._planning = [s for s in self.stages if isinstance(s, Planning)]
         # The plans run here while this thread waits for PostgreSQL to insert the events.
         self._planner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fusion-planner")
-        self._insert_sql = _INSERT.format(noted=_NOTE_NEW if self.stages else "")
+        self._insert_sql = _INSERT.format(
+            noted=_NOTE_NEW if self.stages else "",
+            duplicates=_DUPLICATES if self.stages else ", NULL::text[]",
+        )
         # H3 cells known to be stored: their polygons are not built again for every batch.
         # Filled after commit only, so a rolled-back batch leaves nothing believed stored.
         self._h3_stored: set[str] = set()
@@ -201,13 +209,16 @@ class PostgresSink:
             clock = now
 
         with self.conn.transaction(), self.conn.cursor() as cur:
-            stored, plans = self._insert(cur, frame, self._planning) if frame.height else (0, {})
+            stored, duplicates, plans = (
+                self._insert(cur, frame, self._planning) if frame.height else (0, [], {})
+            )
             step("insert")
             # After _insert took the sequence lock: two workers naming the same new cell then
             # queue on that lock instead of deadlocking on each other's uncommitted cell rows.
             ensure_h3_cells(self.conn, new_cells)
             if stored:
-                batch = Batch(frame=frame, stored=stored, plans=plans)
+                inserted = frame.filter(~pl.col("event_id").is_in(duplicates))
+                batch = Batch(frame=inserted, stored=stored, plans=plans)
                 for stage in self.stages:
                     stage.apply(self.conn, batch)
                     step(stage.name)
@@ -215,8 +226,8 @@ class PostgresSink:
                 _OFFSETS,
                 [(self.group_id, self.topic, p, o, topic_id) for p, o in offsets.items()],
             )
-            duplicates = counts.duplicates_in_batch + frame.height - stored
-            cur.execute(_STATS, (self.group_id, counts.consumed, stored, duplicates, counts.dlq))
+            repeated = counts.duplicates_in_batch + frame.height - stored
+            cur.execute(_STATS, (self.group_id, counts.consumed, stored, repeated, counts.dlq))
         step("commit")
         if len(self._h3_stored) + len(new_cells) > MAX_KNOWN_H3_CELLS:
             self._h3_stored.clear()  # bounded memory; ON CONFLICT keeps re-inserts harmless
@@ -232,9 +243,10 @@ class PostgresSink:
 
     def _insert(
         self, cur: psycopg.Cursor, frame: pl.DataFrame, planning: Sequence[Planning] = ()
-    ) -> tuple[int, dict[str, object]]:
-        """Insert the batch's events; returns how many were new, and the results of the
-        stages' plans, computed on the planner thread while PostgreSQL inserts."""
+    ) -> tuple[int, list[str], dict[str, object]]:
+        """Insert the batch's events; returns how many were new, the ids of the rows that were
+        not (stored before; only with stages), and the results of the stages' plans, computed
+        on the planner thread while PostgreSQL inserts."""
         with cur.copy(_COPY) as copy:
             copy.write(to_csv(frame))
         # Held to commit: with several fusion workers, ``seq`` values then become visible in
@@ -250,7 +262,9 @@ class PostgresSink:
             running = {name: self._planner.submit(job, reader) for name, job in jobs.items()}
             row = cur.execute(self._insert_sql).fetchone()
             plans = {name: future.result() for name, future in running.items()}
-        return (int(row[0]) if row else 0), plans
+        if row is None:
+            return 0, [], plans
+        return int(row[0]), list(row[1] or ()), plans
 
     def find_unstorable(self, frame: pl.DataFrame) -> dict[int, str]:
         """Rows PostgreSQL refuses (bad geometry, vanished community...): {idx: error}.

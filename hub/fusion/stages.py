@@ -32,10 +32,11 @@ import psycopg
 class Batch:
     """What the stages of one batch tell each other."""
 
-    # The decoded batch as it was stored (``hub.fusion.decode`` columns plus community and grid
-    # cell) and how many of its rows were new: when all were, a stage may read the batch from
-    # the frame instead of the store. None for callers that only name the rows in fusion_new,
-    # and after a stage added events of its own (``added_events``).
+    # The rows of the decoded batch that were inserted (``hub.fusion.decode`` columns plus
+    # community and grid cell; the sink leaves out those stored before) and how many were
+    # inserted: when the two agree, a stage may read the batch from the frame instead of the
+    # store. None for callers that only name the rows in fusion_new, and after a stage added
+    # events of its own (``added_events``).
     frame: pl.DataFrame | None = None
     stored: int = 0
     changed_incidents: set[str] = field(default_factory=set)  # ids of rows rebuilt or closed
@@ -60,7 +61,7 @@ class Batch:
 
     @property
     def all_new(self) -> bool:
-        """Every row of the frame was inserted (none was a duplicate of a stored event)."""
+        """Every row of the frame was inserted (it holds no duplicate of a stored event)."""
         return self.frame is not None and self.stored == self.frame.height
 
 
