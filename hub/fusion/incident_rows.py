@@ -24,24 +24,55 @@ def incident_rows(members: pl.DataFrame, arrived: set[str], rules: Rules) -> pl.
         pl.col("plain_point").all(), pl.col("event_id").is_in(list(arrived)).all().alias("new")
     )
     rows = summarise(members, rules).join(flags, on="incident", maintain_order="left")
-    return rows.with_columns(hulls(rows))
+    rows = rows.join(for_later_stages(members), on="incident", how="left", maintain_order="left")
+    return rows.with_columns(
+        pl.col("alerts").fill_null(0),
+        *(pl.col(c).fill_null(pl.lit([], rows.schema[c])) for c in _CELL_COLUMNS),
+        hulls(rows),
+    )
+
+
+_CELL_COLUMNS = ("grid_cells", "cell_communities", "cell_reports")
+
+
+def for_later_stages(members: pl.DataFrame) -> pl.DataFrame:
+    """What the warning-flag and risk stages read of an incident's live members, per incident:
+    ``alerts`` (members of kind alert), and per grid cell and community (sorted, nulls last)
+    how many members lie there (``grid_cells``, ``cell_communities``, ``cell_reports``)."""
+    live = members.filter(~pl.col("cancelled"))
+    alerts = live.group_by("incident").agg((pl.col("kind") == "alert").sum().alias("alerts"))
+    cells = (
+        live.filter(pl.col("grid_cell").is_not_null())
+        .group_by("incident", "grid_cell", "community_id")
+        .agg(pl.len().cast(pl.Int32).alias("cell_reports"))
+        .sort("incident", "grid_cell", "community_id", nulls_last=True)
+        .group_by("incident", maintain_order=True)
+        .agg(
+            pl.col("grid_cell").alias("grid_cells"),
+            pl.col("community_id").alias("cell_communities"),
+            "cell_reports",
+        )
+    )
+    return alerts.join(cells, on="incident", how="left")
 
 
 CREATE_STAGE = """
 CREATE TEMP TABLE IF NOT EXISTS incident_stage (
     id uuid, status text, category text, event_type text, severity text, certainty text,
     verification text, sources int, reports int, communities text[], first_observed_at
-    timestamptz, last_observed_at timestamptz, members uuid[], geom geometry
+    timestamptz, last_observed_at timestamptz, alerts int, grid_cells text[],
+    cell_communities text[], cell_reports int[], members uuid[], geom geometry
 ) ON COMMIT DELETE ROWS
 """
 
 _UPSERT = """
 INSERT INTO incident AS i (id, status, state, category, event_type, severity, certainty,
-    verification, sources, reports, communities, first_observed_at, last_observed_at, geom,
-    updated_seq)
+    verification, sources, reports, communities, first_observed_at, last_observed_at, alerts,
+    grid_cells, cell_communities, cell_reports, geom, updated_seq)
 SELECT s.id, s.status, 'open', s.category, s.event_type, s.severity, s.certainty,
     s.verification, s.sources, s.reports, s.communities, s.first_observed_at,
-    s.last_observed_at, coalesce(s.geom, g.geom), nextval('incident_update_seq')
+    s.last_observed_at, s.alerts, s.grid_cells, s.cell_communities, s.cell_reports,
+    coalesce(s.geom, g.geom), nextval('incident_update_seq')
 FROM incident_stage s
 LEFT JOIN LATERAL (
     -- members with areas (the points' hull came from Python): one report, its geometry;
@@ -59,14 +90,17 @@ ON CONFLICT (id) DO UPDATE SET
                         ELSE i.verification END,
     sources = EXCLUDED.sources, reports = EXCLUDED.reports,
     communities = EXCLUDED.communities, first_observed_at = EXCLUDED.first_observed_at,
-    last_observed_at = EXCLUDED.last_observed_at, geom = EXCLUDED.geom,
+    last_observed_at = EXCLUDED.last_observed_at, alerts = EXCLUDED.alerts,
+    grid_cells = EXCLUDED.grid_cells, cell_communities = EXCLUDED.cell_communities,
+    cell_reports = EXCLUDED.cell_reports, geom = EXCLUDED.geom,
     updated_seq = EXCLUDED.updated_seq
 RETURNING (xmax = 0) AS created
 """
 
 _INCIDENT_COLUMNS = (
     "id, status, category, event_type, severity, certainty, verification, sources, reports,"
-    " communities, first_observed_at, last_observed_at"
+    " communities, first_observed_at, last_observed_at, alerts, grid_cells, cell_communities,"
+    " cell_reports"
 )
 # updated_seq comes from the column's default (the sequence), state 'open' likewise.
 _COPY_INCIDENTS = f"COPY incident ({_INCIDENT_COLUMNS}, geom) FROM STDIN (FORMAT csv)"
@@ -76,6 +110,7 @@ _COPY_STAGE = f"COPY incident_stage ({_INCIDENT_COLUMNS}, members, geom) FROM ST
 _ROW_FIELDS: list[pl.Expr | str] = [
     pl.col("incident").alias("id"), "status", "category", "event_type", "severity", "certainty",
     "verification", "sources", "reports", "communities", "first_observed_at", "last_observed_at",
+    "alerts", "grid_cells", "cell_communities", "cell_reports",
 ]  # fmt: skip
 
 

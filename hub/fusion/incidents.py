@@ -63,6 +63,7 @@ class IncidentCounts:
     merged: int = 0
     cancelled: int = 0
     touched: set[str] = field(default_factory=set)  # incident ids, canonical text
+    vacated: set[tuple[str, str]] = field(default_factory=set)  # (status, grid cell) cancelled
 
 
 class IncidentStage:
@@ -82,6 +83,7 @@ class IncidentStage:
         counts = self._apply(conn, batch)
         if batch is not None:
             batch.changed_incidents |= counts.touched
+            batch.vacated_cells |= counts.vacated
         return counts
 
     def plan(
@@ -162,9 +164,9 @@ class IncidentStage:
             ]
         )
         judged = [d for d in decisions if d.decision in ("verified", "refuted")]
-        if new.height == 0 and reclustered.height == 0:
+        if new.height == 0 and reclustered.height == 0 and not counts.touched:
             self._decide(conn, judged, counts)
-            return None
+            return None  # (a cancel that emptied its neighbourhood goes on: it closes incidents)
         counts.reports = new.height
         stored = self._candidates(conn, new)
         return self._link(new, stored, reclustered, set(counts.touched)), judged
@@ -223,16 +225,13 @@ class IncidentStage:
         partition again (a cancelled report may have been a seed or a bridge)."""
         if not ids:
             return EMPTY_REPORTS
-        hit = conn.execute(
-            "UPDATE incident_report SET cancelled = true WHERE event_id = ANY(%s::uuid[])"
-            " AND NOT cancelled RETURNING incident_id, event_id, component_id",
-            (pg_array(ids),),
-        ).fetchall()
+        hit = conn.execute(_CANCEL, (pg_array(ids),)).fetchall()
         counts.cancelled = len(hit)
-        for incident, event_id, _ in hit:
+        for incident, event_id, *_ in hit:
             _timeline(conn, incident, "report_cancelled", event_id)
-        counts.touched.update(str(incident) for incident, _, _ in hit)
-        return self._live_members(conn, sorted({str(c) for _, _, c in hit}))
+        counts.touched.update(str(incident) for incident, *_ in hit)
+        counts.vacated.update((status, cell) for *_, status, cell in hit if cell is not None)
+        return self._live_members(conn, sorted({str(c) for _, _, c, *_ in hit}))
 
     def _split(
         self, conn: psycopg.Connection[Any], splits: list[Decision], counts: IncidentCounts
@@ -337,9 +336,9 @@ class IncidentStage:
     def _rebuild(self, conn: psycopg.Connection[Any], linked: Linked) -> int:
         """Every changed incident's row from its live members (all in hand); incidents left
         without a live member are closed. Returns how many incidents are new."""
-        if linked.closed:
+        if linked.closed:  # their cells stay named: the risk stage re-scores them
             conn.execute(
-                "UPDATE incident SET state = 'closed',"
+                "UPDATE incident SET state = 'closed', alerts = 0,"
                 " updated_seq = nextval('incident_update_seq') WHERE id = ANY(%s::uuid[])",
                 (pg_array(linked.closed),),
             )
@@ -444,6 +443,13 @@ _MERGES = (
     f" SELECT new, now(), 'merged', NULL, jsonb_build_object('from', old::text) FROM ({_MOVES}) m"
     " ORDER BY old",
 )
+
+# The reports cancelled, with where they were (the grid cells that may have lost an incident).
+_CANCEL = """
+UPDATE incident_report r SET cancelled = true FROM event e
+WHERE r.event_id = ANY(%s::uuid[]) AND NOT r.cancelled AND e.event_id = r.event_id
+RETURNING r.incident_id, r.event_id, r.component_id, e.status, e.grid_cell
+"""
 
 # status, event_type and observed_at repeat the event's: the candidate search then reads one
 # narrow index of live reports (``IN_SPANS``) instead of the whole event history.

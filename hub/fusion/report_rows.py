@@ -28,6 +28,7 @@ ROW_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "category": pl.String,
     "kind": pl.String,
     "plain_point": pl.Boolean,  # a 2D point: its representative point is itself
+    "grid_cell": pl.String,
 }
 NEW_SCHEMA = {**ROW_SCHEMA, "properties": pl.String}
 STORED_SCHEMA = {
@@ -44,7 +45,7 @@ _ROW_COLUMNS = f"""
     {_EVENT_POINT},
     e.community_id, e.reporter, e.source_system, e.source_connector, e.severity, e.certainty,
     e.refs::text[], e.category, e.kind,
-    GeometryType(e.geom) = 'POINT' AND ST_NDims(e.geom) = 2 AS plain_point
+    GeometryType(e.geom) = 'POINT' AND ST_NDims(e.geom) = 2 AS plain_point, e.grid_cell
 """
 
 NEW_ROWS = f"""
@@ -102,8 +103,12 @@ _PLAIN_POINT_WKB = "0101000000"  # little-endian WKB, type 1 without Z/M/SRID fl
 _PICTURES = ("actual", "exercise", "test")
 
 
+# What the incident rows need of a report beyond correlation's columns.
+_ROW_EXTRAS = ("category", "plain_point", "kind", "grid_cell")
+
+
 def as_reports(rows: pl.DataFrame) -> pl.DataFrame:
-    """Event rows as a report frame (with ``category`` and ``plain_point``); ``incident_id``,
+    """Event rows as a report frame (with ``_ROW_EXTRAS``); ``incident_id``,
     ``pinned`` and ``cancelled`` come along when the rows have them. A row correlation cannot
     take (not a picture, not CAP's words, not WGS 84) is left out of the incidents, logged,
     never allowed to fail the batch and so stop the stream."""
@@ -118,7 +123,7 @@ def as_reports(rows: pl.DataFrame) -> pl.DataFrame:
         (pl.col("component_id") if "component_id" in have else pl.lit(None, pl.String)).alias(
             "neighbourhood"
         ),
-    ).select(*REPORT_SCHEMA, "category", "plain_point")
+    ).select(*REPORT_SCHEMA, *_ROW_EXTRAS)
     ok = (
         pl.col("status").is_in(_PICTURES)
         & pl.col("severity").is_in(SEVERITY_ORDER)
@@ -173,6 +178,8 @@ def rows_of(frame: pl.DataFrame) -> pl.DataFrame | None:
         return None
     if not frame["geom_wkb"].str.starts_with(_PLAIN_POINT_WKB).all():
         return None
+    if "grid_cell" not in frame.columns:  # a frame no grid was assigned to (tests, benches)
+        frame = frame.with_columns(pl.lit(None, pl.String).alias("grid_cell"))
     refs = pl.col("refs").str.strip_chars("{}").str.split(",")
     return (
         frame.filter(pl.col("kind").is_in(ROW_KINDS))
@@ -189,6 +196,4 @@ def rows_of(frame: pl.DataFrame) -> pl.DataFrame | None:
     )
 
 
-EMPTY_REPORTS = pl.DataFrame(
-    schema={**REPORT_SCHEMA, "category": pl.String, "plain_point": pl.Boolean}
-)
+EMPTY_REPORTS = pl.DataFrame(schema={**REPORT_SCHEMA, **{c: ROW_SCHEMA[c] for c in _ROW_EXTRAS}})

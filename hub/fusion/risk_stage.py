@@ -10,13 +10,15 @@ would otherwise age every incident out of the picture at once).
 
 Per batch, four statements and no per-row round trip:
 1. advance each picture's clock to the latest observed_at of the batch's new events;
-2. the cells to re-score: the cells of every member of the incidents the batch changed (the
-   cancelled ones too: their cell may have lost its only incident), and stored cells a minute
-   of picture time old or more (decay), at most ``stage.decay_cells`` per picture, oldest
-   first; with the level each has now;
+2. the cells to re-score: the cells of the live members of the incidents the batch changed
+   (``incident.grid_cells``, kept by the incident stage; a closed incident keeps its last),
+   the cells of the reports it cancelled (they may have lost their only incident), and stored
+   cells a minute of picture time old or more (decay), at most ``stage.decay_cells`` per
+   picture, oldest first; with the level each has now;
 3. the facts: every open, not refuted incident of the same picture, inside the horizon, with a
-   live member in one of those cells (an incident counts in every cell it has a report in);
-   scores and levels are computed in Python (``hub.fusion.risk``);
+   live member in one of those cells (an incident counts in every cell it has a report in; the
+   incident rows name their cells, so no member is read); scores and levels are computed in
+   Python (``hub.fusion.risk``);
 4. one upsert of the cells (COPY to a temporary table, INSERT ... ON CONFLICT), with the cell's
    polygon copied from ``grid_cell``, a new ``updated_seq``, ``level_since`` moved only when the
    level changes; blue cells with a negligible score, and cells whose grid cell was removed by a
@@ -87,9 +89,11 @@ SELECT status, at FROM picture_clock WHERE status NOT IN (SELECT status FROM mov
 # per picture: a drill's backlog never delays the decay of the real picture.
 _CANDIDATES = """
 WITH changed AS (
-    SELECT DISTINCT e.status, e.grid_cell
-    FROM incident_report r JOIN event e ON e.event_id = r.event_id
-    WHERE r.incident_id = ANY(%(changed)s::uuid[]) AND e.grid_cell IS NOT NULL
+    SELECT i.status, c.grid_cell
+    FROM incident i CROSS JOIN LATERAL unnest(i.grid_cells) AS c(grid_cell)
+    WHERE i.id = ANY(%(changed)s::uuid[])
+    UNION
+    SELECT * FROM unnest(%(vacated_status)s::text[], %(vacated_cell)s::text[])
 ), decaying AS (
     SELECT d.status, d.grid_cell
     FROM picture_clock k CROSS JOIN LATERAL (
@@ -104,18 +108,19 @@ SELECT s.status, s.grid_cell, c.level
 FROM cells s LEFT JOIN risk_cell c ON c.status = s.status AND c.grid_cell = s.grid_cell
 """
 
-# The members of the live incidents (open, not refuted, inside the horizon of their picture),
-# then those in the cells asked for. Incident-first, so the work is bounded by the horizon however
-# long the history (a cell-first search would read every event ever reported in the cells); the
-# CTE is materialised so that the planner cannot start from the events after all. ``{live}`` is
-# one range of the index (status, last_observed_at) per picture (``_live``).
+# The live incidents (open, not refuted, inside the horizon of their picture) with the cells of
+# their live members (kept on the incident's row by the incident stage), then those in the cells
+# asked for. Incident-first, so the work is bounded by the horizon however long the history (a
+# cell-first search would read every event ever reported in the cells); the CTE is materialised
+# so that the planner cannot start from the cells after all. ``{live}`` is one range of the
+# index (status, last_observed_at) per picture (``_live``).
 _FACTS = """
 WITH members AS MATERIALIZED (
-    SELECT e.status, e.grid_cell, e.community_id, i.id, i.severity, i.certainty,
+    SELECT i.status, c.grid_cell, c.community_id, c.reports, i.id, i.severity, i.certainty,
         i.verification, i.event_type, i.last_observed_at
     FROM incident i
-    JOIN incident_report r ON r.incident_id = i.id AND NOT r.cancelled
-    JOIN event e ON e.event_id = r.event_id
+    CROSS JOIN LATERAL unnest(i.grid_cells, i.cell_communities, i.cell_reports)
+        AS c(grid_cell, community_id, reports)
     WHERE ({live}) AND i.state = 'open' AND i.verification <> 'refuted'
 ), cells AS (
     SELECT DISTINCT status, grid_cell
@@ -214,7 +219,8 @@ class RiskStage:
         counts = RiskCounts()
         counts.clocks = dict(conn.execute(_CLOCK, {"lead": self.cfg.clock_lead}).fetchall())
         changed = sorted(batch.changed_incidents) if batch is not None else []
-        previous = self._candidates(conn, changed)
+        vacated = sorted(batch.vacated_cells) if batch is not None else []
+        previous = self._candidates(conn, changed, vacated)
         counts.rescored = len(previous)
         if not previous:
             return counts
@@ -228,11 +234,13 @@ class RiskStage:
         return counts
 
     def _candidates(
-        self, conn: psycopg.Connection[Any], changed: list[str]
+        self, conn: psycopg.Connection[Any], changed: list[str], vacated: list[Cell]
     ) -> dict[Cell, str | None]:
         """The cells to re-score, each with its stored level (None: not stored)."""
         params = {
             "changed": pg_array(changed),
+            "vacated_status": [status for status, _ in vacated],
+            "vacated_cell": [cell for _, cell in vacated],
             "after": RESCORE_AFTER,
             "limit": self.cfg.decay_cells,
         }
@@ -256,10 +264,10 @@ class RiskStage:
             params[f"since_{n}"] = clocks[picture] - self.cfg.horizon
         # Never a generic plan: the planner must see the horizon's dates to size the live set.
         rows = conn.execute(_FACTS.format(live=_live(len(pictures))), params, prepare=False)
-        for status, cell, community, incident, *facts in rows:
+        for status, cell, community, reports, incident, *facts in rows:
             gathered = found[(status, cell)]
             gathered.incidents[incident] = IncidentFacts(*facts)
-            gathered.communities[community] += 1
+            gathered.communities[community] += reports
         return found
 
     def score(

@@ -40,6 +40,9 @@ class Batch:
     frame: pl.DataFrame | None = None
     stored: int = 0
     changed_incidents: set[str] = field(default_factory=set)  # ids of rows rebuilt or closed
+    # (status, grid cell) of the reports the batch cancelled: cells that may have lost an
+    # incident (a changed incident's row names only the cells of its live members).
+    vacated_cells: set[tuple[str, str]] = field(default_factory=set)
     # What each stage's plan computed beside the insert (``Planning.plan``), by stage name.
     plans: dict[str, object] = field(default_factory=dict)
 

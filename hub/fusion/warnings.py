@@ -104,13 +104,9 @@ INSERT INTO fusion_new (event_id) SELECT event_id FROM ins
 _FLAGS = """
 WITH c AS (
     SELECT DISTINCT id FROM unnest(%(ids)s::uuid[]) AS c(id)
-), alerted AS (  -- from the changed incidents' members only: index lookups, never a scan
-    SELECT DISTINCT r.incident_id AS id
-    FROM c JOIN incident_report r ON r.incident_id = c.id AND NOT r.cancelled
-    JOIN event e ON e.event_id = r.event_id AND e.kind = 'alert'
-), f AS (
-    SELECT i.id, i.communities, i.geom, a.id IS NOT NULL AS warning
-    FROM c JOIN incident i ON i.id = c.id LEFT JOIN alerted a ON a.id = c.id
+), f AS (  -- alerts: the incident's live members of kind alert (kept by the incident stage)
+    SELECT i.id, i.communities, i.geom, i.alerts > 0 AS warning
+    FROM c JOIN incident i ON i.id = c.id
 ), wanted AS (
     SELECT f.id, f.warning, CASE WHEN f.warning THEN ARRAY(
         SELECT c.id FROM community c

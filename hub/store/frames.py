@@ -45,14 +45,15 @@ def _csv_ready(name: str, dtype: pl.DataType) -> pl.Expr:
 
 
 def _array_item(value: pl.Expr, dtype: Any) -> pl.Expr:
-    """An array element quoted, backslash and quote escaped: any text survives the parser."""
+    """An array element quoted, backslash and quote escaped: any text survives the parser;
+    a null is NULL."""
     text = (
         value.dt.strftime(_TIMESTAMP) if isinstance(dtype, pl.Datetime) else value.cast(pl.String)
     )
     escaped = text.str.replace_all("\\", "\\\\", literal=True).str.replace_all(
         '"', '\\"', literal=True
     )
-    return pl.lit('"') + escaped + pl.lit('"')
+    return pl.when(value.is_null()).then(pl.lit("NULL")).otherwise(pl.lit('"') + escaped + '"')
 
 
 def read_frame(

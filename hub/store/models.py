@@ -159,9 +159,21 @@ class Incident(SQLModel, table=True):
         default_factory=list,
         sa_column=Column(ARRAY(Text), nullable=False, server_default=text("'{}'")),
     )
+    # Per grid cell and community of the live members, how many (0009): the risk facts.
     grid_cells: list[str] = Field(
         default_factory=list,
         sa_column=Column(ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    )
+    cell_communities: list[str | None] = Field(
+        default_factory=list,
+        sa_column=Column(ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    )
+    cell_reports: list[int] = Field(
+        default_factory=list,
+        sa_column=Column(ARRAY(Integer), nullable=False, server_default=text("'{}'")),
+    )
+    alerts: int = Field(  # live members of kind alert (0009)
+        default=0, sa_column=Column(Integer, nullable=False, server_default=text("0"))
     )
     first_observed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     last_observed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
