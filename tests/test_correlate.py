@@ -44,7 +44,7 @@ from hub.fusion.correlate import (
     verification_state,
 )
 from hub.fusion.incident_rows import point_wkb
-from hub.fusion.links import candidate_spans, report_frame
+from hub.fusion.links import candidate_spans, correlate_frame, report_frame
 from hub.fusion.report_rows import escaped, source_keys
 from hub.fusion.rules import SHIPPED, Rules, RulesError
 
@@ -531,6 +531,33 @@ def report_sets(draw: st.DrawFn, max_size: int = 40) -> list[Report]:
             )
         )
     return out
+
+
+@settings(max_examples=80, deadline=None)
+@given(report_sets(max_size=25), st.lists(st.integers(0, 24), max_size=30), st.randoms())
+def test_exact_repeats_are_partitioned_once_with_the_same_result(
+    reports: list[Report], repeated: list[int], rng: Any
+) -> None:
+    """Repeats of a report (same place, instant, type, source and picture; new ids, some
+    pinned, cancelled or with refs of their own) give the same incidents and neighbourhoods
+    whether twins are collapsed or every row takes part."""
+    copies = []
+    for k, n in enumerate(repeated):
+        original = reports[n % len(reports)]
+        copies.append(
+            dataclasses.replace(
+                original,
+                event_id=uuid.UUID(int=2**65 + k),
+                refs=() if rng.random() < 0.8 else original.refs,
+                pinned=original.pinned and rng.random() < 0.5,
+                cancelled=rng.random() < 0.1,
+            )
+        )
+    everything = reports + copies
+    rng.shuffle(everything)
+    frame = report_frame(everything)
+    collapsed = correlate_frame(frame, RULES)
+    assert collapsed.equals(correlate_frame(frame, RULES, twins=False))
 
 
 def _oracle_hoods(reports: Sequence[Report], rules: Rules) -> dict[uuid.UUID, frozenset[Any]]:

@@ -116,19 +116,28 @@ _ROW_FIELDS: list[pl.Expr | str] = [
 
 def hulls(rows: pl.DataFrame) -> pl.Series:
     """Each incident's geometry as hex WKB when its members are all 2D points (their point,
-    or their convex hull, as ST_ConvexHull gives it), else null (PostGIS builds it)."""
-    plain = rows["plain_point"].to_numpy()
-    single = plain & (rows["reports"].to_numpy() == 1)
-    several = plain & ~single
+    or the convex hull of their distinct points, as ST_ConvexHull gives it), else null
+    (PostGIS builds it). Repeats of one point count once: a storm's repeated reports would
+    otherwise make a hull of thousands of copies of one point."""
     out = np.full(rows.height, None, dtype=object)
-    if single.any():
-        points = rows.filter(pl.Series(single))
-        out[single] = point_wkb(points["lon"].list.first(), points["lat"].list.first())
-    if several.any():
-        hulls = rows.filter(pl.Series(several))
-        xy = np.column_stack([hulls["lon"].explode().to_numpy(), hulls["lat"].explode().to_numpy()])
-        which = np.repeat(np.arange(hulls.height), hulls["reports"].to_numpy())
-        out[several] = shapely.to_wkb(
+    points = (
+        rows.select(pl.int_range(pl.len()).alias("k"), "lon", "lat", "plain_point")
+        .filter("plain_point")
+        .explode("lon", "lat")
+        .unique(["k", "lon", "lat"], maintain_order=True)
+    )
+    if points.height == 0:
+        return pl.Series("geom", out, dtype=pl.String)
+    distinct = points.group_by("k", maintain_order=True).len()
+    one = distinct.filter(pl.col("len") == 1)["k"]
+    if one.len():
+        single = points.filter(pl.col("k").is_in(one.implode()))
+        out[single["k"].to_numpy()] = point_wkb(single["lon"], single["lat"])
+    many = points.filter(~pl.col("k").is_in(one.implode()))
+    if many.height:
+        ks, which = np.unique(many["k"].to_numpy(), return_inverse=True)
+        xy = np.column_stack([many["lon"].to_numpy(), many["lat"].to_numpy()])
+        out[ks] = shapely.to_wkb(
             shapely.convex_hull(shapely.multipoints(xy, indices=which)), hex=True
         )
     return pl.Series("geom", out, dtype=pl.String)

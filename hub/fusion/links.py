@@ -108,24 +108,33 @@ class _Points:
         return cls(t, phi, reports["lon"].to_numpy() * _DEG, np.cos(phi))
 
 
-def correlate_frame(reports: pl.DataFrame, rules: Rules) -> pl.DataFrame:
+def correlate_frame(reports: pl.DataFrame, rules: Rules, *, twins: bool = True) -> pl.DataFrame:
     """Per row (rows have distinct event_ids): ``component``, the linked neighbourhood it is
     in (the connected component of the link graph, named by its smallest seed), and
     ``incident``, its incident (``partition.assign`` within the neighbourhood, named by the
-    seed of its first report); both null for cancelled rows."""
+    seed of its first report); both null for cancelled rows.
+
+    ``twins``: reports identical in all the partition reads (``_twins``) are linked and
+    partitioned once, by the first of them, and the others follow it: a storm repeats reports
+    at one point and minute, and each would otherwise multiply the pairs. The result is the
+    same (False: every row takes part; the tests compare the two)."""
     n = reports.height
     if n == 0:
         return pl.DataFrame(schema={"component": pl.String, "incident": pl.String})
     pts = _Points.of(reports)
     alive = ~reports["cancelled"].to_numpy()
-    near = list(_proximity_edges(reports, alive, pts, rules))
+    seeds = _seeds(reports, pts)
+    rank = _rank(seeds, alive)
     refs = _ref_edges(reports, alive)
+    automated = _automated(reports)
+    twin_of = _twins(reports, pts, rank, refs, automated, rules) if twins else np.full(n, -1)
+    follows = twin_of >= 0
+    near = list(_proximity_edges(reports, alive & ~follows, pts, rules))
     i = np.concatenate([refs[0], *(e[0] for e in near)])
     j = np.concatenate([refs[1], *(e[1] for e in near)])
     graph = coo_matrix((np.ones(len(i), dtype=np.int8), (i, j)), shape=(n, n))
     _, labels = connected_components(graph, directed=False)
-    seeds = _seeds(reports, pts)
-    rank = _rank(seeds, alive)
+    labels[follows] = labels[twin_of[follows]]
     _, units = connected_components(
         coo_matrix((np.ones(len(refs[0]), dtype=np.int8), refs), shape=(n, n)), directed=False
     )
@@ -135,14 +144,15 @@ def correlate_frame(reports: pl.DataFrame, rules: Rules) -> pl.DataFrame:
         np.concatenate([e[2] for e in near]) if near else np.empty(0, np.float64),
     )
     seed_rows = assign(
-        rank,
+        np.where(follows, -1, rank),
         units,
         reports["pinned"].to_numpy(),
         scored,
-        _automated(reports),
-        Place(pts.phi, pts.lam, pts.t, reports["event_type"].to_list(), _pair_limits(rules)),
+        automated,
+        Place(pts.phi, pts.lam, pts.t, reports["event_type"], _pair_limits(rules)),
         rules.same_place_m,
     )
+    seed_rows[follows] = seed_rows[twin_of[follows]]
     first = _first_rows(labels, rank)
     return pl.DataFrame(
         {
@@ -154,6 +164,49 @@ def correlate_frame(reports: pl.DataFrame, rules: Rules) -> pl.DataFrame:
         },
         schema={"component": pl.String, "incident": pl.String},
     )
+
+
+def _twins(
+    reports: pl.DataFrame,
+    pts: _Points,
+    rank: np.ndarray,
+    refs: Edges,
+    automated: list[str | None],
+    rules: Rules,
+) -> np.ndarray:
+    """Per row, the earlier row (canonical order) it is a twin of; -1 for none. Twins are live,
+    unpinned, take no part in refs, and share picture, type, automated source (or none) and
+    the very point and instant, of a type that links with itself: so the later one links to
+    everything the first does, tries the first's incident first (score 0, the older row)
+    and is admitted there (its source already reported that point), and is never a seed. It
+    changes nothing but its own row, which follows the first."""
+    n = reports.height
+    out = np.full(n, -1, dtype=np.int64)
+    types = reports["event_type"]
+    own = [t for t in types.unique().to_list() if rules.rule(t).correlate and rules.limits(t, t)]
+    in_refs = np.zeros(n, dtype=bool)
+    in_refs[refs[0]] = in_refs[refs[1]] = True
+    eligible = (rank >= 0) & ~reports["pinned"].to_numpy() & ~in_refs & types.is_in(own).to_numpy()
+    if eligible.sum() < 2:
+        return out
+    keys = ["status", "event_type", "source", "t", "phi", "lam"]
+    frame = pl.DataFrame(
+        {
+            "row": np.arange(n),
+            "rank": rank,
+            "status": reports["status"],
+            "event_type": types,
+            "source": pl.Series(automated, dtype=pl.String),
+            "t": pts.t,
+            "phi": pts.phi,
+            "lam": pts.lam,
+        }
+    ).filter(pl.Series(eligible))
+    found = frame.with_columns(
+        pl.col("row").sort_by("rank").first().over(keys).alias("first")
+    ).filter(pl.col("row") != pl.col("first"))
+    out[found["row"].to_numpy()] = found["first"].to_numpy()
+    return out
 
 
 Edges = tuple[np.ndarray, np.ndarray]
@@ -205,11 +258,12 @@ def _automated(reports: pl.DataFrame) -> list[str | None]:
 
 
 def _proximity_edges(
-    reports: pl.DataFrame, alive: np.ndarray, pts: _Points, rules: Rules
+    reports: pl.DataFrame, rows: np.ndarray, pts: _Points, rules: Rules
 ) -> Iterator[Scored]:
+    """The proximity links among ``rows`` (a mask), with their scores."""
     types = reports["event_type"]
     correlating = {t for t in types.unique().to_list() if rules.rule(t).correlate}
-    linkable = alive & ~reports["pinned"].to_numpy() & types.is_in(list(correlating)).to_numpy()
+    linkable = rows & ~reports["pinned"].to_numpy() & types.is_in(list(correlating)).to_numpy()
     groups = (
         reports.select("status", "event_type")
         .with_row_index("row")
