@@ -97,6 +97,12 @@ class Settings(BaseSettings):
     fusion_session_timeout_ms: int = Field(10_000, ge=1000)
     fusion_max_poll_interval_ms: int = Field(30_000, ge=1000)
     fusion_metrics_port: int = Field(9108, ge=0, le=65535, description="0 disables the endpoint")
+    fusion_neighbourhood_cache_rows: int = Field(
+        400_000,
+        ge=0,
+        description="reports of recently partitioned neighbourhoods fusion keeps in memory "
+        "between batches instead of reading them back (0: none; ~1 KB each)",
+    )
 
     # API
     api_host: str = "127.0.0.1"

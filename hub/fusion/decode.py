@@ -205,3 +205,10 @@ def drop_duplicates(frame: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     """Keep the first of each event_id within the batch; returns the frame and how many went."""
     unique = frame.unique(subset="event_id", keep="first", maintain_order=True)
     return unique, frame.height - unique.height
+
+
+def observed_instant() -> pl.Expr:
+    """A decoded frame's ``observed_at`` (RFC 3339 text with its offset) as a UTC instant."""
+    return pl.col("observed_at").str.to_datetime(
+        "%Y-%m-%dT%H:%M:%S%.f%:z", time_unit="us", time_zone="UTC"
+    )

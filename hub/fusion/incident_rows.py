@@ -72,16 +72,15 @@ INSERT INTO incident AS i (id, status, state, category, event_type, severity, ce
 SELECT s.id, s.status, 'open', s.category, s.event_type, s.severity, s.certainty,
     s.verification, s.sources, s.reports, s.communities, s.first_observed_at,
     s.last_observed_at, s.alerts, s.grid_cells, s.cell_communities, s.cell_reports,
-    coalesce(s.geom, g.geom), nextval('incident_update_seq')
-FROM incident_stage s
-LEFT JOIN LATERAL (
-    -- members with areas (the points' hull came from Python): one report, its geometry;
-    -- more, the hull of them all (a line when all lie on one)
-    SELECT CASE WHEN cardinality(s.members) = 1
+    -- members with areas (the points' hull came from Python): one report, its geometry; more,
+    -- the hull of them all (a line when all lie on one). coalesce evaluates no more than it
+    -- needs (a LEFT JOIN LATERAL ... ON s.geom IS NULL ran the subqueries for every row).
+    coalesce(s.geom, CASE WHEN cardinality(s.members) = 1
         THEN (SELECT e.geom FROM event e WHERE e.event_id = s.members[1])
         ELSE (SELECT ST_ConvexHull(ST_Collect(e.geom)) FROM event e
-              WHERE e.event_id = ANY(s.members)) END
-) AS g(geom) ON s.geom IS NULL
+              WHERE e.event_id = ANY(s.members)) END),
+    nextval('incident_update_seq')
+FROM incident_stage s
 ORDER BY s.id
 ON CONFLICT (id) DO UPDATE SET
     state = 'open', category = EXCLUDED.category, event_type = EXCLUDED.event_type,
@@ -166,7 +165,8 @@ def write_rows(conn: psycopg.Connection[Any], rows: pl.DataFrame) -> int:
         copy_frame(cur, _COPY_INCIDENTS, direct.select(*_ROW_FIELDS, "geom"))
         if staged.height == 0:
             return direct.height
-        copy_frame(cur, _COPY_STAGE, staged.select(*_ROW_FIELDS, "members", "geom"))
+        members = pl.when(pl.col("geom").is_null()).then("members")  # only PostGIS's hulls
+        copy_frame(cur, _COPY_STAGE, staged.select(*_ROW_FIELDS, members, "geom"))
         created = cur.execute(_UPSERT).fetchall()
         cur.execute("TRUNCATE incident_stage")  # a second batch in one transaction starts empty
     return direct.height + sum(1 for (new,) in created if new)

@@ -31,8 +31,10 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from hub.fusion.decisions import Decision, current_id, decisions_of
-from hub.fusion.incident_rows import CREATE_STAGE, incident_rows, write_rows
-from hub.fusion.links import candidate_spans, correlate_frame
+from hub.fusion.incident_rows import CREATE_STAGE, write_rows
+from hub.fusion.linking import Linked, link
+from hub.fusion.links import candidate_spans
+from hub.fusion.neighbourhood_cache import NeighbourhoodCache
 from hub.fusion.report_rows import (
     BY_REFS,
     EMPTY_REPORTS,
@@ -71,8 +73,17 @@ class IncidentStage:
 
     name = "incidents"
 
-    def __init__(self, rules: Rules) -> None:
+    def __init__(self, rules: Rules, cache: NeighbourhoodCache | None = None) -> None:
         self.rules = rules
+        self.cache = cache  # the neighbourhoods of recent batches (the worker's stage only)
+
+    def before_commit(self, conn: psycopg.Connection[Any]) -> None:
+        if self.cache is not None:
+            self.cache.before_commit(conn)
+
+    def after_commit(self, committed: bool) -> None:
+        if self.cache is not None:
+            self.cache.after_commit(committed)
 
     def prepare(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute(CREATE_STAGE)
@@ -105,9 +116,11 @@ class IncidentStage:
                 return None
             rows = rows.filter(~pl.col("event_id").is_in(_stored_ids(reader, rows)))
             new = as_reports(rows)
-            stored = self._candidates(reader, new)
+            if self.cache is not None:
+                self.cache.check(reader)
+            stored = self._candidates(reader, new, cached=True)
             read = time.perf_counter()
-            linked = self._link(new, stored, EMPTY_REPORTS, set())
+            linked = link(new, stored, EMPTY_REPORTS, set(), self.rules)
             linked = replace(linked, batch_ids=frozenset(rows["event_id"].to_list()))
             log.debug(
                 "incidents planned",
@@ -126,7 +139,7 @@ class IncidentStage:
         """Partition ``stored`` (every live report, with its incident and neighbourhood) again
         under this stage's rules and write what changed (``hub.fusion.recluster``)."""
         counts = IncidentCounts()
-        self._write(conn, self._link(EMPTY_REPORTS, stored, EMPTY_REPORTS, set()), counts)
+        self._write(conn, link(EMPTY_REPORTS, stored, EMPTY_REPORTS, set(), self.rules), counts)
         return counts
 
     def _apply(self, conn: psycopg.Connection[Any], batch: Batch | None) -> IncidentCounts:
@@ -136,7 +149,7 @@ class IncidentStage:
         if isinstance(planned, Linked) and _planned_for(planned, batch):  # no decisions in it
             linked, judged = planned, []
             counts.reports = len(linked.arrived)
-        elif (found := self._link_batch(conn, batch, counts)) is not None:
+        elif (found := self._link_batch(conn, batch, counts)) is not None:  # from the store
             linked, judged = found
         else:
             return counts
@@ -168,53 +181,33 @@ class IncidentStage:
             self._decide(conn, judged, counts)
             return None  # (a cancel that emptied its neighbourhood goes on: it closes incidents)
         counts.reports = new.height
-        stored = self._candidates(conn, new)
-        return self._link(new, stored, reclustered, set(counts.touched)), judged
-
-    def _link(
-        self,
-        new: pl.DataFrame,
-        stored: pl.DataFrame,
-        reclustered: pl.DataFrame,
-        touched: set[str],
-    ) -> Linked:
-        """Correlation of the batch's reports with every live member of the neighbourhoods
-        they touch (``stored``, and ``reclustered`` after cancels and splits), and what it
-        changes; no database (a plan runs it beside the insert). ``touched``: incidents
-        already changed (by cancels and splits)."""
-        new = _follow_pinned(new, stored)
-        members = pl.concat([stored, reclustered, new]).unique(
-            "event_id", keep="last", maintain_order=True
-        )
-        members = members.with_columns(correlate_frame(members, self.rules))
-        assigned = members.filter(pl.col("incident").is_not_null())
-        arrived = set(new["event_id"].to_list())
-        was = assigned.filter(pl.col("prior").is_not_null())
-        moved = was.filter(
-            (pl.col("incident") != pl.col("prior"))
-            | (pl.col("component") != pl.col("neighbourhood"))
-        )
-        alive = set(assigned["incident"].unique().to_list())
-        moves = _successors(was, alive)
-        changed = touched | set(moved["incident"].to_list()) | set(moved["prior"].to_list())
-        changed |= set(assigned.filter(pl.col("prior").is_null())["incident"].to_list())
-        changed |= set(moves.values())
-        fresh = assigned.filter(pl.col("incident").is_in(list(changed & alive)))
-        return Linked(
-            assigned=assigned,
-            arrived=arrived,
-            moved=moved.select("event_id", "incident", "component"),
-            moves=moves,
-            touched=changed & alive,
-            fresh=incident_rows(fresh, arrived, self.rules),
-            closed=sorted(touched - alive - set(moves)),
-        )
+        stored = self._candidates(conn, new)  # from the store: cancels and splits changed it
+        return link(new, stored, reclustered, set(counts.touched), self.rules), judged
 
     def _write(self, conn: psycopg.Connection[Any], linked: Linked, counts: IncidentCounts) -> None:
+        started = time.perf_counter()
         self._rename(conn, linked.moves, counts)
+        renamed = time.perf_counter()
         self._assign(conn, linked)
+        assigned = time.perf_counter()
         counts.touched |= linked.touched
         counts.created = self._rebuild(conn, linked)
+        if self.cache is not None:
+            stored_form = linked.assigned.with_columns(
+                pl.col("incident").alias("prior"), pl.col("component").alias("neighbourhood")
+            )
+            self.cache.stage(linked.replaced, stored_form)
+        log.debug(
+            "incidents written",
+            extra={
+                "renamed": len(linked.moves),
+                "moved": linked.moved.height,
+                "rebuilt": linked.fresh.height,
+                "rename_ms": round(1000 * (renamed - started), 1),
+                "assign_ms": round(1000 * (assigned - renamed), 1),
+                "rebuild_ms": round(1000 * (time.perf_counter() - assigned), 1),
+            },
+        )
 
     # --- the steps ----------------------------------------------------------------------
 
@@ -284,10 +277,12 @@ class IncidentStage:
             _timeline(conn, current, d.decision, d.event_id, d.detail())
             counts.touched.add(str(current))
 
-    def _candidates(self, conn: psycopg.Connection[Any], new: pl.DataFrame) -> pl.DataFrame:
+    def _candidates(
+        self, conn: psycopg.Connection[Any], new: pl.DataFrame, *, cached: bool = False
+    ) -> pl.DataFrame:
         """Every live member of the stored neighbourhoods the batch may touch (``correlate``
         doc): those of the stored reports that may link to a new one (a superset), and of
-        the reports linked to one by refs."""
+        the reports linked to one by refs; ``cached``: those the cache holds from there."""
         found: set[str] = set()
         spans = candidate_spans(self.rules, new)
         if spans.height:
@@ -298,7 +293,10 @@ class IncidentStage:
             refs = new["refs"].explode().drop_nulls()
             params = {"refs": pg_array(refs), "ids": pg_array(new["event_id"])}
             found.update(c for (c,) in conn.execute(BY_REFS, params).fetchall())
-        return self._live_members(conn, sorted(found))
+        if not cached or self.cache is None:
+            return self._live_members(conn, sorted(found))
+        hit, missing = self.cache.take(sorted(found))
+        return pl.concat([hit, self._live_members(conn, missing)])
 
     def _rename(
         self, conn: psycopg.Connection[Any], moves: dict[str, str], counts: IncidentCounts
@@ -346,21 +344,6 @@ class IncidentStage:
         return write_rows(conn, rows) if rows.height else 0
 
 
-@dataclass(frozen=True)
-class Linked:
-    """What correlation decided for a batch, before anything of it is written."""
-
-    assigned: pl.DataFrame  # every partitioned report (stored and new) with its incident
-    arrived: set[str]  # the batch's reports
-    moved: pl.DataFrame  # stored reports whose incident or neighbourhood changed
-    moves: dict[str, str]  # incidents that lost their id -> where most of their members went
-    touched: set[str]  # incidents whose members changed (all rebuilt from ``fresh``)
-    fresh: pl.DataFrame  # the rows of the touched incidents
-    closed: list[str]  # incidents left without a live member
-    # A plan's: the ids of the batch's reports it took as new (all but those stored before).
-    batch_ids: frozenset[str] = frozenset()
-
-
 def _stored_ids(conn: psycopg.Connection[Any], rows: pl.DataFrame) -> list[str]:
     """The ids of ``rows`` already stored (duplicates: the insert will skip them)."""
     found = conn.execute(
@@ -378,30 +361,6 @@ def _planned_for(linked: Linked, batch: Batch | None) -> bool:
     inserted = batch.frame.filter(pl.col("kind").is_in(ROW_KINDS))["event_id"]
     ids = linked.batch_ids
     return inserted.len() == len(ids) and bool(inserted.is_in(list(ids)).all())
-
-
-def _follow_pinned(new: pl.DataFrame, stored: pl.DataFrame) -> pl.DataFrame:
-    """An update of a report an operator split out is pinned too: it joins that report's
-    incident (by its refs) and never anything else."""
-    pinned = stored.filter(pl.col("pinned"))["event_id"].to_list()
-    if not pinned:
-        return new
-    follows = pl.col("refs").list.eval(pl.element().is_in(pinned)).list.any()
-    return new.with_columns((pl.col("pinned") | follows).alias("pinned"))
-
-
-def _successors(stored: pl.DataFrame, alive: set[str]) -> dict[str, str]:
-    """Prior incidents that no longer exist -> the incident that took most of their members
-    (ties: the older id). ``stored``: the stored reports with ``prior`` and ``incident``."""
-    gone = (
-        stored.filter(~pl.col("prior").is_in(list(alive)))
-        .group_by("prior", "incident")
-        .agg(pl.len().alias("n"))
-        .sort(["prior", "n", "incident"], descending=[False, True, False])
-        .group_by("prior", maintain_order=True)
-        .agg(pl.col("incident").first())
-    )
-    return dict(gone.iter_rows())
 
 
 # --- SQL helpers ------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from urllib.parse import quote
 import polars as pl
 
 from hub.fusion.correlate import CERTAINTY_ORDER, SEVERITY_ORDER
+from hub.fusion.decode import observed_instant
 from hub.fusion.links import REPORT_SCHEMA
 from hub.fusion.stages import Batch
 
@@ -185,9 +186,7 @@ def rows_of(frame: pl.DataFrame) -> pl.DataFrame | None:
         frame.filter(pl.col("kind").is_in(ROW_KINDS))
         .sort("partition", "offset")
         .with_columns(
-            pl.col("observed_at").str.to_datetime(
-                "%Y-%m-%dT%H:%M:%S%.f%:z", time_unit="us", time_zone="UTC"
-            ),
+            observed_instant(),
             refs.list.eval(pl.element().filter(pl.element() != "")).alias("refs"),
             pl.lit(True).alias("plain_point"),
             pl.when(pl.col("kind") == "verification").then(pl.col("properties")),

@@ -9,7 +9,8 @@ never further than ``stage.clock_lead`` beyond the database's clock (a device wi
 would otherwise age every incident out of the picture at once).
 
 Per batch, four statements and no per-row round trip:
-1. advance each picture's clock to the latest observed_at of the batch's new events;
+1. advance each picture's clock to the latest observed_at of the batch's new events (from the
+   batch's frame when it holds them, else read back);
 2. the cells to re-score: the cells of the live members of the incidents the batch changed
    (``incident.grid_cells``, kept by the incident stage; a closed incident keeps its last),
    the cells of the reports it cancelled (they may have lost their only incident), and stored
@@ -48,8 +49,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import polars as pl
 import psycopg
 
+from hub.fusion.decode import observed_instant
 from hub.fusion.risk import (
     IncidentFacts,
     RiskConfig,
@@ -69,13 +72,20 @@ RESCORE_AFTER = timedelta(minutes=1)
 
 Cell = tuple[str, str]  # (status, grid_cell)
 
-_CLOCK = """
-WITH seen AS (
+# The latest observed_at per picture of the batch's new events: from the store (the ids in
+# fusion_new), or given (from the batch's frame: no event read back).
+_SEEN_STORED = """
     SELECT e.status, least(max(e.observed_at), now() + %(lead)s) AS at
     FROM fusion_new n JOIN event e ON e.event_id = n.event_id
     WHERE e.kind <> 'verification'  -- an operator's word, stamped when decided: not world time
     GROUP BY e.status
-), moved AS (
+"""
+_SEEN_GIVEN = """
+    SELECT status, least(at, now() + %(lead)s) AS at
+    FROM unnest(%(status)s::text[], %(at)s::timestamptz[]) AS s(status, at)
+"""
+_CLOCK = """
+WITH seen AS ({seen}), moved AS (
     INSERT INTO picture_clock AS k (status, at) SELECT status, at FROM seen
     ON CONFLICT (status) DO UPDATE SET at = EXCLUDED.at WHERE EXCLUDED.at > k.at
     RETURNING k.status, k.at
@@ -217,7 +227,10 @@ class RiskStage:
     def apply(self, conn: psycopg.Connection[Any], batch: Batch | None = None) -> RiskCounts:
         """Call inside the batch's transaction, after the incident stage."""
         counts = RiskCounts()
-        counts.clocks = dict(conn.execute(_CLOCK, {"lead": self.cfg.clock_lead}).fetchall())
+        latest = _latest(batch)
+        seen = _SEEN_STORED if latest is None else _SEEN_GIVEN
+        params = {"lead": self.cfg.clock_lead, **(latest or {})}
+        counts.clocks = dict(conn.execute(_CLOCK.format(seen=seen), params).fetchall())
         changed = sorted(batch.changed_incidents) if batch is not None else []
         vacated = sorted(batch.vacated_cells) if batch is not None else []
         previous = self._candidates(conn, changed, vacated)
@@ -303,6 +316,20 @@ class RiskStage:
             as_of=as_of,
             forget=forget,
         )
+
+
+def _latest(batch: Batch | None) -> dict[str, list[Any]] | None:
+    """Per picture, the latest observed_at of the batch's new events (not verifications), from
+    its frame; None when the frame is not the batch (the store is asked)."""
+    if batch is None or batch.frame is None or not batch.all_new or batch.frame.height == 0:
+        return None
+    latest = (
+        batch.frame.filter(pl.col("kind") != "verification")
+        .group_by("status")
+        .agg(observed_instant().max())
+        .sort("status")
+    )
+    return {"status": latest["status"].to_list(), "at": latest["observed_at"].to_list()}
 
 
 def _upsert(conn: psycopg.Connection[Any], cells: list[ScoredCell]) -> tuple[int, int]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -20,7 +20,7 @@ import polars as pl
 import psycopg
 
 from geo.grids import H3_PREFIX
-from hub.fusion.stages import Batch, Planning, Stage
+from hub.fusion.stages import Batch, Committing, Planning, Stage
 from hub.store.grids import ensure_h3_cells
 
 log = logging.getLogger(__name__)
@@ -164,6 +164,7 @@ class PostgresSink:
         # Of the last batch, for the metrics: the insert, each stage, the offsets and commit.
         self.step_seconds: dict[str, float] = {}
         self._planning = [s for s in self.stages if isinstance(s, Planning)]
+        self._committing = [s for s in self.stages if isinstance(s, Committing)]
         # The plans run here while this thread waits for PostgreSQL to insert the events.
         self._planner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fusion-planner")
         self._insert_sql = _INSERT.format(
@@ -208,6 +209,30 @@ class PostgresSink:
             steps[name] = now - clock
             clock = now
 
+        try:
+            stored = self._transaction(frame, offsets, topic_id, counts, new_cells, step)
+        except BaseException:
+            for stage in self._committing:
+                stage.after_commit(False)
+            raise
+        for stage in self._committing:
+            stage.after_commit(True)
+        step("commit")
+        if len(self._h3_stored) + len(new_cells) > MAX_KNOWN_H3_CELLS:
+            self._h3_stored.clear()  # bounded memory; ON CONFLICT keeps re-inserts harmless
+        self._h3_stored.update(new_cells)
+        return stored
+
+    def _transaction(
+        self,
+        frame: pl.DataFrame,
+        offsets: Mapping[int, int],
+        topic_id: str | None,
+        counts: BatchCounts,
+        new_cells: list[str],
+        step: Callable[[str], None],
+    ) -> int:
+        """``write``'s transaction: the events, the stages, the offsets and counters."""
         with self.conn.transaction(), self.conn.cursor() as cur:
             stored, duplicates, plans = (
                 self._insert(cur, frame, self._planning) if frame.height else (0, [], {})
@@ -228,10 +253,8 @@ class PostgresSink:
             )
             repeated = counts.duplicates_in_batch + frame.height - stored
             cur.execute(_STATS, (self.group_id, counts.consumed, stored, repeated, counts.dlq))
-        step("commit")
-        if len(self._h3_stored) + len(new_cells) > MAX_KNOWN_H3_CELLS:
-            self._h3_stored.clear()  # bounded memory; ON CONFLICT keeps re-inserts harmless
-        self._h3_stored.update(new_cells)
+            for stage in self._committing:
+                stage.before_commit(self.conn)
         return stored
 
     def _new_h3_cells(self, frame: pl.DataFrame) -> list[str]:

@@ -79,6 +79,17 @@ class Stage(Protocol):
 
 
 @runtime_checkable
+class Committing(Protocol):
+    """A stage that keeps state beside the store (a cache): told when its batch ends."""
+
+    def before_commit(self, conn: psycopg.Connection[Any]) -> None:
+        """Inside the batch's transaction, after every stage applied."""
+
+    def after_commit(self, committed: bool) -> None:
+        """The batch's transaction committed, or rolled back (``committed`` False)."""
+
+
+@runtime_checkable
 class Planning(Protocol):
     """A stage that can start before the batch's events are stored."""
 

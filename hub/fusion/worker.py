@@ -26,7 +26,9 @@ from hub.fusion.decode import STORE_REJECTED, UNKNOWN_COMMUNITY, Reject, decode,
 from hub.fusion.dlq import DeadLetters
 from hub.fusion.incidents import IncidentStage
 from hub.fusion.metrics import FusionMetrics
+from hub.fusion.neighbourhood_cache import NeighbourhoodCache
 from hub.fusion.pipeline import Writer
+from hub.fusion.report_rows import EMPTY_REPORTS
 from hub.fusion.resources import ResourceStage
 from hub.fusion.risk import RiskConfig
 from hub.fusion.risk_stage import RiskStage
@@ -337,11 +339,16 @@ def build_stages(settings: Settings) -> list[Stage]:
         return []
     return [
         ThresholdStage(Thresholds.load(settings.thresholds)),
-        IncidentStage(Rules.load(settings.correlation_rules)),
+        IncidentStage(Rules.load(settings.correlation_rules), _cache(settings)),
         WarningFlagStage(settings.neighbour_distance_m),
         RiskStage(RiskConfig.load(settings.risk_rules)),
         ResourceStage(),
     ]
+
+
+def _cache(settings: Settings) -> NeighbourhoodCache | None:
+    rows = settings.fusion_neighbourhood_cache_rows
+    return NeighbourhoodCache(EMPTY_REPORTS, rows) if rows else None
 
 
 def _fresh_index(settings: Settings) -> CommunityIndex:
