@@ -129,6 +129,7 @@ class IncidentStage:
                     "neighbours": stored.height,
                     "read_ms": round(1000 * (read - started), 1),
                     "link_ms": round(1000 * (time.perf_counter() - read), 1),
+                    **(self.cache.figures() if self.cache is not None else {}),
                 },
             )
             return linked

@@ -47,6 +47,14 @@ class NeighbourhoodCache:
     def rows(self) -> int:
         return self._frame.height
 
+    def figures(self) -> dict[str, int]:
+        """For the logs: rows held, neighbourhoods taken from here and read from the store."""
+        return {
+            "cache_rows": self._frame.height,
+            "cache_hits": self.hits,
+            "cache_misses": self.misses,
+        }
+
     def check(self, conn: psycopg.Connection[Any]) -> None:
         """Empty the cache unless the incidents were last written by its own commit. Call at the
         start of a batch, holding fusion's sequence lock (no writer can come in between)."""
@@ -70,10 +78,10 @@ class NeighbourhoodCache:
         ``members`` (every live member of the neighbourhoods it partitioned, with their new
         incident and neighbourhood) come in. Several calls in one batch add up."""
         gone, frame = self._pending or (set(), self._empty)
-        gone |= set(replaced) | set(members["neighbourhood"].drop_nulls().to_list())
+        these = set(replaced) | set(members["neighbourhood"].drop_nulls().to_list())
         fresh = members.select(self._empty.columns)
-        frame = pl.concat([frame.filter(~pl.col("neighbourhood").is_in(list(gone))), fresh])
-        self._pending = gone, frame
+        frame = pl.concat([frame.filter(~pl.col("neighbourhood").is_in(list(these))), fresh])
+        self._pending = gone | these, frame
 
     def before_commit(self, conn: psycopg.Connection[Any]) -> None:
         """Inside the batch's transaction, after every stage: where the sequence stands."""
