@@ -112,7 +112,8 @@ def correlate_frame(reports: pl.DataFrame, rules: Rules, *, twins: bool = True) 
     """Per row (rows have distinct event_ids): ``component``, the linked neighbourhood it is
     in (the connected component of the link graph, named by its smallest seed), and
     ``incident``, its incident (``partition.assign`` within the neighbourhood, named by the
-    seed of its first report); both null for cancelled rows.
+    seed of its first report); both null for cancelled rows; and ``seed``, each row's own seed
+    (``correlate.seed_text``: a ``seed`` column's where the rows have one).
 
     ``twins``: reports identical in all the partition reads (``_twins``) are linked and
     partitioned once, by the first of them, and the others follow it: a storm repeats reports
@@ -120,7 +121,9 @@ def correlate_frame(reports: pl.DataFrame, rules: Rules, *, twins: bool = True) 
     same (False: every row takes part; the tests compare the two)."""
     n = reports.height
     if n == 0:
-        return pl.DataFrame(schema={"component": pl.String, "incident": pl.String})
+        return pl.DataFrame(
+            schema={"component": pl.String, "incident": pl.String, "seed": pl.String}
+        )
     pts = _Points.of(reports)
     alive = ~reports["cancelled"].to_numpy()
     seeds = _seeds(reports, pts)
@@ -161,8 +164,9 @@ def correlate_frame(reports: pl.DataFrame, rules: Rules, *, twins: bool = True) 
                 for c, live in zip(labels.tolist(), alive.tolist(), strict=True)
             ],
             "incident": [seeds[k] if k >= 0 else None for k in seed_rows.tolist()],
+            "seed": seeds,
         },
-        schema={"component": pl.String, "incident": pl.String},
+        schema={"component": pl.String, "incident": pl.String, "seed": pl.String},
     )
 
 
@@ -224,9 +228,22 @@ def _pair_limits(rules: Rules) -> Callable[[str, str], tuple[float, float] | Non
 
 
 def _seeds(reports: pl.DataFrame, pts: _Points) -> list[str]:
-    """Every row's seed text (``correlate.seed_text``)."""
+    """Every row's seed text (``correlate.seed_text``): a ``seed`` column's where it has one
+    (rows fusion partitioned before, from its cache: one hash each spared), else computed."""
     ms = np.clip(np.floor(pts.t * 1000.0), 0, _MAX_MS).astype(np.int64)
-    return seed_texts(reports["event_id"].to_list(), reports["pinned"].to_list(), ms)
+    if "seed" not in reports.columns or reports["seed"].null_count() == reports.height:
+        return seed_texts(reports["event_id"].to_list(), reports["pinned"].to_list(), ms)
+    seeds: list[str] = reports["seed"].to_list()
+    todo = np.flatnonzero(reports["seed"].is_null().to_numpy())
+    if len(todo):
+        rows = reports[todo]
+        for k, seed in zip(
+            todo.tolist(),
+            seed_texts(rows["event_id"].to_list(), rows["pinned"].to_list(), ms[todo]),
+            strict=True,
+        ):
+            seeds[k] = seed
+    return seeds
 
 
 def _rank(seeds: list[str], alive: np.ndarray) -> np.ndarray:

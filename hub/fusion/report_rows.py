@@ -59,10 +59,10 @@ ORDER BY e.seq
 
 
 # The neighbourhoods of the stored, live, unpinned reports inside the batch's spans (time and
-# box): per span one range scan of incident_report's reach index (LATERAL: a plan that cannot
-# turn into a join of whole tables, whatever the statistics say).
+# box): per span one range scan of incident_report's reach index, which covers the columns read
+# (LATERAL: a plan that cannot turn into a join of whole tables, whatever the statistics say).
 IN_SPANS = """
-SELECT DISTINCT r.component_id::text
+SELECT r.component_id::text
 FROM unnest(%(status)s::text[], %(event_type)s::text[], %(start)s::timestamptz[],
             %(end)s::timestamptz[], %(west)s::float8[], %(south)s::float8[],
             %(east)s::float8[], %(north)s::float8[]) AS s(status, event_type, t0, t1, w, s, e, n)
@@ -73,18 +73,24 @@ CROSS JOIN LATERAL (
         AND r.lon BETWEEN s.w AND s.e AND r.lat BETWEEN s.s AND s.n
     OFFSET 0  -- a fence: kept as a per-span index scan, never pulled up into a merge join
 ) AS r
+GROUP BY r.component_id  -- hashed: a storm's spans find each neighbourhood many times
 """
 
 # Linked by refs, both ways: the neighbourhoods of what the batch's reports update (by id), and
-# of stored reports that update one of the batch's (sent before it: out of order). Two index
-# scans (pkey, GIN on refs).
+# of stored reports that update one of the batch's (sent before it: out of order). Index scans
+# (pkey; the partial GIN on refs once per new id: with one array of thousands of ids, a
+# table still growing fast, whose statistics lag, was read whole instead, 65 ms a batch).
 BY_REFS = """
 SELECT r.component_id::text FROM incident_report r
 WHERE NOT r.cancelled AND r.event_id = ANY(%(refs)s::uuid[])
 UNION
 SELECT r.component_id::text
-FROM event e JOIN incident_report r ON r.event_id = e.event_id
-WHERE NOT r.cancelled AND e.refs <> '{}' AND e.refs && %(ids)s::uuid[]
+FROM unnest(%(ids)s::uuid[]) AS n(id)
+CROSS JOIN LATERAL (
+    SELECT e.event_id FROM event e WHERE e.refs <> '{}' AND e.refs @> ARRAY[n.id] OFFSET 0
+) AS e
+JOIN incident_report r ON r.event_id = e.event_id
+WHERE NOT r.cancelled
 """
 
 # Every live report with its incident and neighbourhood (the stored reports' points come from
@@ -105,7 +111,7 @@ _PICTURES = ("actual", "exercise", "test")
 
 
 # What the incident rows need of a report beyond correlation's columns.
-_ROW_EXTRAS = ("category", "plain_point", "kind", "grid_cell")
+_ROW_EXTRAS = ("category", "plain_point", "kind", "grid_cell", "seed")
 
 
 def as_reports(rows: pl.DataFrame) -> pl.DataFrame:
@@ -118,6 +124,7 @@ def as_reports(rows: pl.DataFrame) -> pl.DataFrame:
         source_keys(rows),
         (pl.col("pinned") if "pinned" in have else pl.lit(False)).alias("pinned"),
         (pl.col("cancelled") if "cancelled" in have else pl.lit(False)).alias("cancelled"),
+        pl.lit(None, pl.String).alias("seed"),  # computed by correlation (cached after)
         (pl.col("incident_id") if "incident_id" in have else pl.lit(None, pl.String)).alias(
             "prior"
         ),
@@ -195,4 +202,6 @@ def rows_of(frame: pl.DataFrame) -> pl.DataFrame | None:
     )
 
 
-EMPTY_REPORTS = pl.DataFrame(schema={**REPORT_SCHEMA, **{c: ROW_SCHEMA[c] for c in _ROW_EXTRAS}})
+EMPTY_REPORTS = pl.DataFrame(
+    schema={**REPORT_SCHEMA, **{c: ROW_SCHEMA.get(c, pl.String) for c in _ROW_EXTRAS}}
+)
