@@ -156,18 +156,22 @@ def correlate_frame(reports: pl.DataFrame, rules: Rules, *, twins: bool = True) 
         rules.same_place_m,
     )
     seed_rows[follows] = seed_rows[twin_of[follows]]
-    first = _first_rows(labels, rank)
+    first = np.asarray(_first_rows(labels, rank), dtype=np.int64)
+    seed = pl.Series("seed", seeds, dtype=pl.String)
+    component_row = np.where(alive, first[labels], -1)
     return pl.DataFrame(
-        {
-            "component": [
-                seeds[first[c]] if live else None
-                for c, live in zip(labels.tolist(), alive.tolist(), strict=True)
-            ],
-            "incident": [seeds[k] if k >= 0 else None for k in seed_rows.tolist()],
-            "seed": seeds,
-        },
-        schema={"component": pl.String, "incident": pl.String, "seed": pl.String},
+        [
+            _pick(seed, component_row).alias("component"),
+            _pick(seed, seed_rows).alias("incident"),
+            seed,
+        ]
     )
+
+
+def _pick(values: pl.Series, rows: np.ndarray) -> pl.Series:
+    """``values`` at ``rows``, null where a row is -1 (in bulk, no Python loop)."""
+    picked = values.gather(np.maximum(rows, 0))
+    return pl.select(pl.when(pl.Series(rows >= 0)).then(picked)).to_series()
 
 
 def _twins(

@@ -165,7 +165,7 @@ class Place:
 # --- the compiled pass --------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # the decoder thread runs meanwhile
 def _assign_rows(
     order: np.ndarray,
     pinned: np.ndarray,
