@@ -560,6 +560,18 @@ def test_exact_repeats_are_partitioned_once_with_the_same_result(
     assert collapsed.equals(correlate_frame(frame, RULES, twins=False))
 
 
+@settings(max_examples=60, deadline=None)
+@given(report_sets(max_size=30), st.randoms())
+def test_seeds_carried_by_some_rows_change_nothing(reports: list[Report], rng: Any) -> None:
+    """Rows fusion partitioned before carry their seed (its neighbourhood cache); the others
+    are hashed: the incidents, neighbourhoods and seeds are those of a frame without any."""
+    frame = report_frame(reports)
+    fresh = correlate_frame(frame, RULES)
+    carried = pl.Series([rng.random() < 0.5 for _ in range(frame.height)], dtype=pl.Boolean)
+    partly = frame.with_columns(pl.when(carried).then(fresh["seed"]).alias("seed"))
+    assert correlate_frame(partly, RULES).equals(fresh)
+
+
 def _oracle_hoods(reports: Sequence[Report], rules: Rules) -> dict[uuid.UUID, frozenset[Any]]:
     """The linked neighbourhoods by comparing every pair."""
     live = [r for r in reports if not r.cancelled]

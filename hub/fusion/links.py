@@ -157,7 +157,7 @@ def correlate_frame(reports: pl.DataFrame, rules: Rules, *, twins: bool = True) 
     )
     seed_rows[follows] = seed_rows[twin_of[follows]]
     first = np.asarray(_first_rows(labels, rank), dtype=np.int64)
-    seed = pl.Series("seed", seeds, dtype=pl.String)
+    seed = seeds
     component_row = np.where(alive, first[labels], -1)
     return pl.DataFrame(
         [
@@ -231,30 +231,28 @@ def _pair_limits(rules: Rules) -> Callable[[str, str], tuple[float, float] | Non
     return limits
 
 
-def _seeds(reports: pl.DataFrame, pts: _Points) -> list[str]:
+def _seeds(reports: pl.DataFrame, pts: _Points) -> pl.Series:
     """Every row's seed text (``correlate.seed_text``): a ``seed`` column's where it has one
     (rows fusion partitioned before, from its cache: one hash each spared), else computed."""
     ms = np.clip(np.floor(pts.t * 1000.0), 0, _MAX_MS).astype(np.int64)
-    if "seed" not in reports.columns or reports["seed"].null_count() == reports.height:
-        return seed_texts(reports["event_id"].to_list(), reports["pinned"].to_list(), ms)
-    seeds: list[str] = reports["seed"].to_list()
-    todo = np.flatnonzero(reports["seed"].is_null().to_numpy())
-    if len(todo):
-        rows = reports[todo]
-        for k, seed in zip(
-            todo.tolist(),
-            seed_texts(rows["event_id"].to_list(), rows["pinned"].to_list(), ms[todo]),
-            strict=True,
-        ):
-            seeds[k] = seed
-    return seeds
+    have = "seed" in reports.columns
+    todo = np.flatnonzero(reports["seed"].is_null().to_numpy()) if have else np.arange(len(ms))
+    seeds = reports["seed"] if have else pl.Series("seed", [None] * len(ms), dtype=pl.String)
+    if len(todo) == 0:
+        return seeds.alias("seed")
+    rows = reports[todo]
+    made = seed_texts(rows["event_id"].to_list(), rows["pinned"].to_list(), ms[todo])
+    if len(todo) == len(ms):
+        return pl.Series("seed", made, dtype=pl.String)
+    return seeds.clone().scatter(todo, made).alias("seed")
 
 
-def _rank(seeds: list[str], alive: np.ndarray) -> np.ndarray:
-    """The canonical order of the live rows (by seed text: time first), -1 for the others."""
-    rank = np.full(len(seeds), -1, dtype=np.int64)
+def _rank(seeds: pl.Series, alive: np.ndarray) -> np.ndarray:
+    """The canonical order of the live rows (by seed text: time first), -1 for the others.
+    Seeds are hex and dashes: their byte order is their text order."""
+    rank = np.full(seeds.len(), -1, dtype=np.int64)
     live = np.flatnonzero(alive)
-    order = sorted(live.tolist(), key=seeds.__getitem__)
+    order = live[seeds.gather(live).arg_sort().to_numpy()]
     rank[order] = np.arange(len(order))
     return rank
 
