@@ -27,7 +27,8 @@ STALL_S = 60.0  # no progress for this long: fusion is stuck, give up
 # Fusion's tables: emptied between drains, so each drain starts from the same empty store.
 FUSION_TABLES = (
     "incident_timeline, incident_alias, incident_report, incident, risk_cell, picture_clock,"
-    " sensor_state, resource_balance, event, community_stats, fusion_stats, consumer_offset"
+    " sensor_state, resource_balance, event_ref, event, community_stats, fusion_stats,"
+    " consumer_offset"
 )
 
 

@@ -77,20 +77,15 @@ GROUP BY r.component_id  -- hashed: a storm's spans find each neighbourhood many
 """
 
 # Linked by refs, both ways: the neighbourhoods of what the batch's reports update (by id), and
-# of stored reports that update one of the batch's (sent before it: out of order). Index scans
-# (pkey; the partial GIN on refs once per new id: with one array of thousands of ids, a
-# table still growing fast, whose statistics lag, was read whole instead, 65 ms a batch).
+# of stored reports that update one of the batch's (sent before it: out of order), through
+# ``event_ref`` (migration 0011). Index scans only.
 BY_REFS = """
 SELECT r.component_id::text FROM incident_report r
 WHERE NOT r.cancelled AND r.event_id = ANY(%(refs)s::uuid[])
 UNION
 SELECT r.component_id::text
-FROM unnest(%(ids)s::uuid[]) AS n(id)
-CROSS JOIN LATERAL (
-    SELECT e.event_id FROM event e WHERE e.refs <> '{}' AND e.refs @> ARRAY[n.id] OFFSET 0
-) AS e
-JOIN incident_report r ON r.event_id = e.event_id
-WHERE NOT r.cancelled
+FROM event_ref x JOIN incident_report r ON r.event_id = x.event_id
+WHERE x.ref = ANY(%(ids)s::uuid[]) AND NOT r.cancelled
 """
 
 # Every live report with its incident and neighbourhood (the stored reports' points come from

@@ -77,8 +77,12 @@ WITH ins AS (
         grid_cell
     FROM fusion_stage ORDER BY partition, "offset"
     ON CONFLICT (event_id) DO NOTHING
-    RETURNING event_id, community_id, observed_at, ingested_at
-){noted}, agg AS (
+    RETURNING event_id, community_id, observed_at, ingested_at, refs
+){noted}, referred AS (  -- which event refs which (fusion's out-of-order lookup)
+    INSERT INTO event_ref (ref, event_id)
+    SELECT DISTINCT unnest(refs), event_id FROM ins WHERE refs <> '{{}}'
+    ON CONFLICT DO NOTHING
+), agg AS (
     SELECT community_id, count(*) AS n, max(ingested_at) AS last_event_at,
            max(observed_at) AS last_observed_at
     FROM ins GROUP BY community_id
