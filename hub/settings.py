@@ -101,7 +101,7 @@ class Settings(BaseSettings):
         400_000,
         ge=0,
         description="reports of recently partitioned neighbourhoods fusion keeps in memory "
-        "between batches instead of reading them back (0: none; ~1 KB each)",
+        "between batches instead of reading them back (0: none; ~300 bytes each)",
     )
 
     # API
