@@ -220,6 +220,8 @@ _PICTURE_ROWS = (
     "INSERT INTO incident_timeline (incident_id, at, what)"
     " SELECT id, now(), 'policy-test' FROM incident LIMIT 1",
     "INSERT INTO picture_clock VALUES ('test', now()) ON CONFLICT DO NOTHING",
+    # a reference to an event that never comes: nothing of it reaches an incident
+    "INSERT INTO event_ref SELECT gen_random_uuid(), event_id FROM event LIMIT 1",
     "INSERT INTO sensor_state VALUES ('test', 'policy-test/sensor', 'water_level', 'x',"
     " 'normal', 0.5, now(), gen_random_uuid(), NULL) ON CONFLICT DO NOTHING",
     "INSERT INTO risk_cell SELECT 'test', 'policy-test/cell', c.id, 1.0, 'yellow', now(), 1,"

@@ -122,7 +122,7 @@ def bench_env(base: Settings, opts: EnvOptions) -> Iterator[Settings]:
             "kafka_bootstrap": bootstrap,
             "database_url": opts.database_url or bench_database_url(base.database_url, opts.tag),
             "consumer_group": f"hub-bench-{opts.tag}",
-            "fusion_metrics_port": 0,  # nobody scrapes it; a fixed port could collide
+            "fusion_metrics_port": 0,  # each worker gets a free port (``fusion_process``)
         }
         if opts.bootstrap:  # a shared broker: topics of our own, not hub.events.v1
             update |= {
@@ -144,6 +144,7 @@ class FusionProcess:
     proc: subprocess.Popen[bytes]
     log_path: Path
     started: float  # time.monotonic() just before the process was started
+    metrics_port: int  # its Prometheus endpoint (loopback): ``hub.bench.steps``
 
     def check(self) -> None:
         """Raise (with the tail of its log) when the worker is no longer running."""
@@ -158,6 +159,7 @@ class FusionProcess:
 def fusion_process(settings: Settings, log_path: Path) -> Iterator[FusionProcess]:
     """``hub fusion run`` on exactly these settings; SIGTERM (finish the batch) on exit."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    settings = settings.model_copy(update={"fusion_metrics_port": free_port()})
     with log_path.open("ab") as log:
         started = time.monotonic()
         proc = subprocess.Popen(
@@ -169,6 +171,6 @@ def fusion_process(settings: Settings, log_path: Path) -> Iterator[FusionProcess
             start_new_session=True,  # a Ctrl-C reaches us, and we stop it in order
         )
     try:
-        yield FusionProcess(proc, log_path, started)
+        yield FusionProcess(proc, log_path, started, settings.fusion_metrics_port)
     finally:
         stop_process(proc)

@@ -22,6 +22,7 @@ from rich.progress import TaskID
 
 from hub.bench.pipeline import Run
 from hub.bench.producers import ProducerJob, ProducerResult, producing
+from hub.bench.steps import mean_ms, scrape_or_none
 from hub.bench.workload import Workload
 from hub.store.stats import FusionCounters, orphan_reports
 
@@ -37,6 +38,7 @@ def measure_drain(run: Run, workload: Workload, label: str, picture: bool) -> di
         n, lambda c: run.progress.update(task, completed=c.consumed, info=f"{c.stored:,} stored")
     )
     counters = run.store.counters()
+    steps = scrape_or_none(run.fusion.metrics_port)  # a fresh worker: all of it is the drain
     in_store = run.store.one(
         "SELECT count(*) FROM event WHERE source_connector = %s", run.connector("drain")
     )[0]
@@ -57,6 +59,7 @@ def measure_drain(run: Run, workload: Workload, label: str, picture: bool) -> di
         "wall_eps": round(n / wall_s),
         "steady_s": round(steady_s, 3) if steady_s else None,
         "steady_eps": round((n - first.consumed) / steady_s) if first and steady_s else None,
+        "steps_ms": mean_ms({}, steps) if steps is not None else None,
     }
     ok = (
         counters.stored + counters.duplicates == n
@@ -189,9 +192,11 @@ def measure_lag(
     follow: Callable[[Callable[[], int]], None] | None = None,
 ) -> dict[str, Any]:
     """Send -> stored lag of ``job``'s events (``follow``: see ``produce_while_fusing``)."""
-    assert job.rate is not None
+    assert job.rate is not None and run.fusion is not None
     name = f"lag (paced at {job.rate:,.0f}/s)"
+    before = scrape_or_none(run.fusion.metrics_port)
     results = produce_while_fusing(run, name, [job], follow)
+    after = scrape_or_none(run.fusion.metrics_port)
     stored, pcts, max_ms, span_s = run.store.one(_LAG, job.connector)
     p50, p95, p99 = pcts or (None, None, None)
     return {
@@ -204,6 +209,7 @@ def measure_lag(
         "p95_ms": ms(p95),
         "p99_ms": ms(p99),
         "max_ms": ms(max_ms),
+        "steps_ms": mean_ms(before, after) if before is not None and after is not None else None,
         "ok": stored == results[0].sent and results[0].errors == 0,
     }
 

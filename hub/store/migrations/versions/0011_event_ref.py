@@ -7,7 +7,8 @@ event table (65 ms a batch and growing), and probing the index once per id cost 
 A btree on the referred id answers it for any batch size. Fusion fills it in the insert's own
 statement, for every event with refs (the skeleton too: a picture turned on later finds them).
 
-Existing events: filled from ``event.refs``.
+Existing events: filled from ``event.refs``. As every table of the hub, it is under row-level
+security: the API role sees a row only where it sees the event that refs.
 
 Revision ID: 0011_event_ref
 Revises: 0010_covering_reach
@@ -21,6 +22,8 @@ down_revision = "0010_covering_reach"
 branch_labels = None
 depends_on = None
 
+API_ROLE = "hub_api"
+
 
 def upgrade() -> None:
     op.execute(
@@ -32,6 +35,14 @@ def upgrade() -> None:
         );
         INSERT INTO event_ref (ref, event_id)
         SELECT DISTINCT unnest(refs), event_id FROM event WHERE refs <> '{}';
+        ALTER TABLE event_ref ENABLE ROW LEVEL SECURITY;
+        """
+    )
+    op.execute(
+        f"""
+        GRANT SELECT ON event_ref TO {API_ROLE};
+        CREATE POLICY event_ref_by_event ON event_ref FOR SELECT TO {API_ROLE}
+            USING (EXISTS (SELECT 1 FROM event e WHERE e.event_id = event_ref.event_id));
         """
     )
 
