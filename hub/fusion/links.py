@@ -32,6 +32,7 @@ from hub.fusion.correlate import Report, seed_texts
 from hub.fusion.geometry import EARTH_RADIUS_M, SPHEROID_MARGIN, hav, hav_limit
 from hub.fusion.partition import Place, assign
 from hub.fusion.rules import Reach, Rules
+from hub.fusion.twins import twins_of
 
 # The columns a report frame has (``correlate.Report`` as columns); ``prior`` and
 # ``neighbourhood`` are the incident and the linked neighbourhood a stored report is in (null
@@ -115,7 +116,7 @@ def correlate_frame(reports: pl.DataFrame, rules: Rules, *, twins: bool = True) 
     seed of its first report); both null for cancelled rows; and ``seed``, each row's own seed
     (``correlate.seed_text``: a ``seed`` column's where the rows have one).
 
-    ``twins``: reports identical in all the partition reads (``_twins``) are linked and
+    ``twins``: reports identical in all the partition reads (``twins.twins_of``) are linked and
     partitioned once, by the first of them, and the others follow it: a storm repeats reports
     at one point and minute, and each would otherwise multiply the pairs. The result is the
     same (False: every row takes part; the tests compare the two)."""
@@ -130,7 +131,11 @@ def correlate_frame(reports: pl.DataFrame, rules: Rules, *, twins: bool = True) 
     rank = _rank(seeds, alive)
     refs = _ref_edges(reports, alive)
     automated = _automated(reports)
-    twin_of = _twins(reports, pts, rank, refs, automated, rules) if twins else np.full(n, -1)
+    twin_of = (
+        twins_of(reports, (pts.t, pts.phi, pts.lam), rank, refs, automated, rules)
+        if twins
+        else np.full(n, -1)
+    )
     follows = twin_of >= 0
     near = list(_proximity_edges(reports, alive & ~follows, pts, rules))
     i = np.concatenate([refs[0], *(e[0] for e in near)])
@@ -174,49 +179,6 @@ def _pick(values: pl.Series, rows: np.ndarray) -> pl.Series:
     return pl.select(pl.when(pl.Series(rows >= 0)).then(picked)).to_series()
 
 
-def _twins(
-    reports: pl.DataFrame,
-    pts: _Points,
-    rank: np.ndarray,
-    refs: Edges,
-    automated: list[str | None],
-    rules: Rules,
-) -> np.ndarray:
-    """Per row, the earlier row (canonical order) it is a twin of; -1 for none. Twins are live,
-    unpinned, take no part in refs, and share picture, type, automated source (or none) and
-    the very point and instant, of a type that links with itself: so the later one links to
-    everything the first does, tries the first's incident first (score 0, the older row)
-    and is admitted there (its source already reported that point), and is never a seed. It
-    changes nothing but its own row, which follows the first."""
-    n = reports.height
-    out = np.full(n, -1, dtype=np.int64)
-    types = reports["event_type"]
-    own = [t for t in types.unique().to_list() if rules.rule(t).correlate and rules.limits(t, t)]
-    in_refs = np.zeros(n, dtype=bool)
-    in_refs[refs[0]] = in_refs[refs[1]] = True
-    eligible = (rank >= 0) & ~reports["pinned"].to_numpy() & ~in_refs & types.is_in(own).to_numpy()
-    if eligible.sum() < 2:
-        return out
-    keys = ["status", "event_type", "source", "t", "phi", "lam"]
-    frame = pl.DataFrame(
-        {
-            "row": np.arange(n),
-            "rank": rank,
-            "status": reports["status"],
-            "event_type": types,
-            "source": pl.Series(automated, dtype=pl.String),
-            "t": pts.t,
-            "phi": pts.phi,
-            "lam": pts.lam,
-        }
-    ).filter(pl.Series(eligible))
-    found = frame.with_columns(
-        pl.col("row").sort_by("rank").first().over(keys).alias("first")
-    ).filter(pl.col("row") != pl.col("first"))
-    out[found["row"].to_numpy()] = found["first"].to_numpy()
-    return out
-
-
 Edges = tuple[np.ndarray, np.ndarray]
 Scored = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -235,16 +197,15 @@ def _seeds(reports: pl.DataFrame, pts: _Points) -> pl.Series:
     """Every row's seed text (``correlate.seed_text``): a ``seed`` column's where it has one
     (rows fusion partitioned before, from its cache: one hash each spared), else computed."""
     ms = np.clip(np.floor(pts.t * 1000.0), 0, _MAX_MS).astype(np.int64)
-    have = "seed" in reports.columns
-    todo = np.flatnonzero(reports["seed"].is_null().to_numpy()) if have else np.arange(len(ms))
-    seeds = reports["seed"] if have else pl.Series("seed", [None] * len(ms), dtype=pl.String)
+    if "seed" not in reports.columns:
+        made = seed_texts(reports["event_id"].to_list(), reports["pinned"].to_list(), ms)
+        return pl.Series("seed", made, dtype=pl.String)
+    todo = np.flatnonzero(reports["seed"].is_null().to_numpy())
     if len(todo) == 0:
-        return seeds.alias("seed")
+        return reports["seed"]
     rows = reports[todo]
     made = seed_texts(rows["event_id"].to_list(), rows["pinned"].to_list(), ms[todo])
-    if len(todo) == len(ms):
-        return pl.Series("seed", made, dtype=pl.String)
-    return seeds.clone().scatter(todo, made).alias("seed")
+    return reports["seed"].clone().scatter(todo, made)
 
 
 def _rank(seeds: pl.Series, alive: np.ndarray) -> np.ndarray:
