@@ -7,9 +7,8 @@ letters), metrics.py. The picture, as stages of that transaction (stages.py): wa
 (sensor thresholds, warning flags), incidents.py (the incident stage) with report_rows.py,
 linking.py (what a batch changes), twins.py (exact repeats), decisions.py, incident_rows.py
 and neighbourhood_cache.py (what the last batches wrote, kept in memory); the model it runs
-is correlate.py (links,
-seeds, the incremental invariant), links.py (links and neighbourhoods on columns),
-partition.py (incidents without chaining, compiled) and summaries.py; risk.py /
+is correlate.py (links, seeds, the incremental invariant), links.py (links and neighbourhoods
+on columns), partition.py (incidents without chaining, compiled) and summaries.py; risk.py /
 risk_stage.py; resources.py.
 recluster.py partitions the stored picture again after the rules change.
 """
