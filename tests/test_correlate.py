@@ -24,28 +24,23 @@ from pyproj import Geod
 from shapely.geometry import Point, shape
 
 from hub.bench.workload import NEIGHBOURHOODS, Incident, sf_incidents
-from hub.fusion.correlate import (
-    NAMESPACE,
+from hub.fusion.incident.ids import NAMESPACE, esc, seed_texts, source_key
+from hub.fusion.incident.incident_rows import point_wkb
+from hub.fusion.incident.links import candidate_spans, correlate_frame, report_frame
+from hub.fusion.incident.model import (
     SPHEROID_MARGIN,
-    IncidentSummary,
     Report,
-    cluster,
     could_link,
     distance_m,
-    esc,
     independent_sources,
-    neighbourhoods,
     seed_id,
-    seed_texts,
     select_candidates,
     severity_of,
-    source_key,
     successors,
     verification_state,
 )
-from hub.fusion.incident_rows import point_wkb
-from hub.fusion.links import candidate_spans, correlate_frame, report_frame
-from hub.fusion.report_rows import escaped, source_keys
+from hub.fusion.incident.reference import IncidentSummary, cluster, neighbourhoods
+from hub.fusion.incident.report_rows import escaped, source_keys
 from hub.fusion.rules import SHIPPED, Rules, RulesError
 
 RULES = Rules.load()

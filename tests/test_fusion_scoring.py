@@ -38,7 +38,7 @@ from hub.bench.fusion_quality import (
     true_incidents,
 )
 from hub.bench.fusion_table import quality_rows, verdicts
-from hub.fusion.correlate import esc, source_key
+from hub.fusion.incident.ids import esc, source_key
 from hub.fusion.rules import Rules
 
 GEOD = Geod(ellps="WGS84")

@@ -23,7 +23,9 @@ from pyproj import Geod
 from shapely.geometry import Point, shape
 
 from hub.bench.fusion_quality import generate, true_incidents
-from hub.fusion.correlate import Report, cluster, distance_m, seed_id, source_key
+from hub.fusion.incident.ids import source_key
+from hub.fusion.incident.model import Report, distance_m, seed_id
+from hub.fusion.incident.reference import cluster
 from hub.fusion.rules import Rules
 from hub.settings import Settings
 from hub.store.db import connect

@@ -8,8 +8,8 @@ from __future__ import annotations
 import polars as pl
 import psycopg
 
-from hub.fusion.neighbourhood_cache import NeighbourhoodCache
-from hub.fusion.report_rows import EMPTY_REPORTS
+from hub.fusion.incident.cache import NeighbourhoodCache
+from hub.fusion.incident.report_rows import EMPTY_REPORTS
 from hub.settings import Settings
 from hub.store.db import connect
 

@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from hub.fusion.correlate import cluster
+from hub.fusion.incident.reference import cluster
 from hub.fusion.recluster import recluster
 from hub.fusion.rules import SHIPPED, Rules
 from hub.settings import Settings

@@ -3,9 +3,10 @@
 The API does not change incidents itself: fusion is their only writer (in the same transaction
 as the events and offsets, so a replay gives the same picture). A decision is an event of kind
 ``verification`` in the log, with the principal as its reporter; fusion applies it in order
-with the reports (``hub.fusion.decisions.Decision``). The route produces that event, then waits
-a moment (``HUB_API_DECISION_WAIT_S``) for fusion to apply it: 200 with the result when it did,
-202 when it is in the log but not applied yet (it will be; resending is not needed).
+with the reports (``hub.fusion.incident.decisions.Decision``). The route produces that
+event, then waits a moment (``HUB_API_DECISION_WAIT_S``) for fusion to apply it: 200 with the
+result when it did, 202 when it is in the log but not applied yet (it will be; resending is not
+needed).
 
 Who may decide: a principal with ``incidents:verify`` that sees the incident; a community only
 on incidents its own community reported (a neighbour may see, not rule on, another's incident).

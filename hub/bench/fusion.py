@@ -59,7 +59,7 @@ from hub.bench.fusion_table import verdicts
 from hub.bench.pipeline import FUSION_TABLES, Run, Store, fill_topic
 from hub.bench.report import BenchFailed, machine_info, progress_bars
 from hub.bus.kafka import ensure_topics
-from hub.fusion.correlate import cluster
+from hub.fusion.incident.reference import cluster
 from hub.fusion.rules import Rules
 from hub.settings import Settings
 from hub.store.db import connect
@@ -229,7 +229,7 @@ def months(reports: Sequence[GeneratedReport], copies: int) -> list[GeneratedRep
 
 
 def correlation_rate(reports: Sequence[GeneratedReport], rounds: int = 3) -> float:
-    """Reports per second through the correlation step alone (``correlate.cluster`` on all the
+    """Reports per second through the correlation step alone (``reference.cluster`` on all the
     reports at once, in this process; the best of ``rounds``): what the pipeline around it
     (decoding, storing, the incident rows, risk) is measured against."""
     rules = Rules.load()

@@ -17,8 +17,8 @@ from typing import Any
 
 import psycopg
 
-from hub.fusion.incidents import IncidentStage
-from hub.fusion.report_rows import LIVE_MEMBERS, STORED_SCHEMA, as_reports
+from hub.fusion.incident.report_rows import LIVE_MEMBERS, STORED_SCHEMA, as_reports
+from hub.fusion.incident.stage import IncidentStage
 from hub.fusion.risk import RiskConfig
 from hub.fusion.risk_stage import RiskStage
 from hub.fusion.rules import Rules

@@ -19,7 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, get_args
 
-from hub.fusion.correlate import Verification
+from hub.fusion.incident.model import Verification
 from hub.fusion.rules import EVENT_TYPE, ROOT, read_toml
 from schemas.event import Certainty, Severity
 

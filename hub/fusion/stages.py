@@ -7,7 +7,7 @@ changes nothing). Stages run in order and share a ``Batch``:
 
 1. thresholds: observations checked against their thresholds; a crossing stores a derived
    alert event (and notes its id in ``fusion_new``), which then takes part in correlation;
-2. incidents: reports joined into incidents (``hub.fusion.incidents``); notes the incidents it
+2. incidents: reports joined into incidents (``hub.fusion.incident.stage``); notes the incidents it
    changed;
 3. warning flags: incidents with an alert are warnings, flagged to the communities near them;
 4. risk: the risk of the grid cells those incidents touch, and of cells whose risk decays;

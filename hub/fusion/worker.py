@@ -24,11 +24,10 @@ from hub.bus import kafka as bus
 from hub.fusion.assign import CommunityResolver, GridResolver
 from hub.fusion.decode import STORE_REJECTED, UNKNOWN_COMMUNITY, Reject, decode, drop_duplicates
 from hub.fusion.dlq import DeadLetters
-from hub.fusion.incidents import IncidentStage
+from hub.fusion.incident.cache import NeighbourhoodCache
+from hub.fusion.incident.report_rows import EMPTY_REPORTS
+from hub.fusion.incident.stage import IncidentStage
 from hub.fusion.metrics import FusionMetrics
-from hub.fusion.neighbourhood_cache import NeighbourhoodCache
-from hub.fusion.pipeline import Writer
-from hub.fusion.report_rows import EMPTY_REPORTS
 from hub.fusion.resources import ResourceStage
 from hub.fusion.risk import RiskConfig
 from hub.fusion.risk_stage import RiskStage
@@ -37,6 +36,7 @@ from hub.fusion.sink import BatchCounts, PostgresSink, StoredOffset, partition_n
 from hub.fusion.stages import Stage
 from hub.fusion.thresholds import Thresholds
 from hub.fusion.warnings import ThresholdStage, WarningFlagStage
+from hub.fusion.writer import Writer
 from hub.settings import Settings
 from hub.store.communities import load_index
 from hub.store.db import connect

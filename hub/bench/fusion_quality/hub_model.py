@@ -1,5 +1,5 @@
 """The hub's correlation model in this process: no broker, no database, the same incidents
-(the pipeline's are what ``correlate.cluster`` gives on all reports at once). For tuning the
+(the pipeline's are what ``reference.cluster`` gives on all reports at once). For tuning the
 model quickly: ``in_process_rows()`` or ``hub bench fusion --in-process``."""
 
 from __future__ import annotations
@@ -15,15 +15,17 @@ import polars as pl
 from hub.bench.fusion_quality.generator import GeneratedReport
 from hub.bench.fusion_quality.scoring import Claimed
 from hub.bench.fusion_quality.variants import select, sweep
-from hub.fusion.correlate import Report, cluster, source_key
-from hub.fusion.links import report_frame
+from hub.fusion.incident.ids import source_key
+from hub.fusion.incident.links import report_frame
+from hub.fusion.incident.model import Report
+from hub.fusion.incident.reference import cluster
+from hub.fusion.incident.summaries import summarise
 from hub.fusion.rules import Rules
-from hub.fusion.summaries import summarise
 
 
 def as_report(generated: GeneratedReport) -> Report:
     """The report as fusion reads it from its event: its source's key as fusion computes it
-    (``correlate.source_key`` of reporter, system and the event's community), its picture,
+    (``ids.source_key`` of reporter, system and the event's community), its picture,
     severity and certainty."""
     event = orjson.loads(generated.event)
     source = event["source"]
@@ -44,7 +46,7 @@ def as_report(generated: GeneratedReport) -> Report:
 
 
 def hub_clusterer(reports: Sequence[GeneratedReport]) -> Claimed:
-    """report_id -> incident id, by ``correlate.cluster`` with the shipped rules, with the
+    """report_id -> incident id, by ``reference.cluster`` with the shipped rules, with the
     incidents the hub calls corroborated (``summaries.summarise`` on them all)."""
     rules = Rules.load()
     found = cluster(hub_reports := [as_report(r) for r in reports], rules)

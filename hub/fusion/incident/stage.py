@@ -30,12 +30,12 @@ import polars as pl
 import psycopg
 from psycopg.types.json import Jsonb
 
-from hub.fusion.decisions import Decision, current_id, decisions_of
-from hub.fusion.incident_rows import CREATE_STAGE, write_rows
-from hub.fusion.linking import Linked, link
-from hub.fusion.links import candidate_spans
-from hub.fusion.neighbourhood_cache import NeighbourhoodCache
-from hub.fusion.report_rows import (
+from hub.fusion.incident.cache import NeighbourhoodCache
+from hub.fusion.incident.decisions import Decision, current_id, decisions_of
+from hub.fusion.incident.incident_rows import CREATE_STAGE, write_rows
+from hub.fusion.incident.linking import Linked, link
+from hub.fusion.incident.links import candidate_spans
+from hub.fusion.incident.report_rows import (
     BY_REFS,
     EMPTY_REPORTS,
     IN_SPANS,
@@ -281,7 +281,7 @@ class IncidentStage:
     def _candidates(
         self, conn: psycopg.Connection[Any], new: pl.DataFrame, *, cached: bool = False
     ) -> pl.DataFrame:
-        """Every live member of the stored neighbourhoods the batch may touch (``correlate``
+        """Every live member of the stored neighbourhoods the batch may touch (``model``
         doc): those of the stored reports that may link to a new one (a superset), and of
         the reports linked to one by refs; ``cached``: those the cache holds from there."""
         found: set[str] = set()

@@ -1,6 +1,6 @@
 """What an incident's row holds, computed from its members, for many incidents at once.
 
-The rules are ``correlate``'s (``severity_of``, ``independent_sources``, the main type) and,
+The rules are ``model``'s (``severity_of``, ``independent_sources``, the main type) and,
 for corroboration, two sources that agree (``agreeing``); here they run as polars expressions
 over a frame of members, one group per incident, so a batch's thousands of incidents cost a few
 vectorised passes, not a Python loop.
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from hub.fusion.correlate import CERTAINTY_ORDER, NOT_CREDIBLE, SEVERITY_ORDER
-from hub.fusion.geometry import EARTH_RADIUS_M
+from hub.fusion.incident.geodesy import EARTH_RADIUS_M
+from hub.fusion.incident.model import CERTAINTY_ORDER, NOT_CREDIBLE, SEVERITY_ORDER
 from hub.fusion.rules import Rules
 
 # Rank = how serious (or certain): higher is more.

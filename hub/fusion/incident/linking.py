@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from hub.fusion.incident_rows import incident_rows
-from hub.fusion.links import correlate_frame
+from hub.fusion.incident.incident_rows import incident_rows
+from hub.fusion.incident.links import correlate_frame
 from hub.fusion.rules import Rules
 
 

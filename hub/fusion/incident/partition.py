@@ -6,7 +6,7 @@ with many calls would glue unrelated emergencies into one incident, which would 
 corroborate itself. Here each neighbourhood is cut into incidents by a seeded assignment:
 
 * The reports are taken in a canonical order, that of their seed ids (observed time first, then
-  a hash of the event id: ``correlate.seed_texts``), never in the order they arrived.
+  a hash of the event id: ``ids.seed_texts``), never in the order they arrived.
 * A report joins the best incident whose SEED (its first report) it links to, the pair's
   distance and window measured from that seed; else it seeds an incident of its own. Best =
   the lowest score ``(d / D)^2 + (dt / W)^2`` (D, W: the pair's limits), then the older seed.
@@ -39,7 +39,7 @@ import polars as pl
 from numba import njit, types
 from numba.typed import Dict
 
-from hub.fusion.geometry import hav, hav_limit, metres
+from hub.fusion.incident.geodesy import hav, hav_limit, metres
 
 Limits = Callable[[str, str], tuple[float, float] | None]
 

@@ -1,6 +1,6 @@
 """The reports as the incident stage reads them: from the batch's frame when it can, else from
 the store, as frames of ``links.REPORT_SCHEMA`` with the columns the incident rows need; and the
-queries that find the stored reports a batch may touch (``correlate``'s incremental invariant).
+queries that find the stored reports a batch may touch (``model``'s incremental invariant).
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from urllib.parse import quote
 
 import polars as pl
 
-from hub.fusion.correlate import CERTAINTY_ORDER, SEVERITY_ORDER
 from hub.fusion.decode import observed_instant
-from hub.fusion.links import REPORT_SCHEMA
+from hub.fusion.incident.links import REPORT_SCHEMA
+from hub.fusion.incident.model import CERTAINTY_ORDER, SEVERITY_ORDER
 from hub.fusion.stages import Batch
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ def as_reports(rows: pl.DataFrame) -> pl.DataFrame:
 
 
 def source_keys(rows: pl.DataFrame) -> pl.Series:
-    """``correlate.source_key`` of every row (no signed sensors yet: see the README)."""
+    """``ids.source_key`` of every row (no signed sensors yet: see the README)."""
     reporter, system = escaped(rows["reporter"]), escaped(rows["source_system"])
     community = escaped(rows["community_id"].fill_null(""))
     keys = pl.select(
@@ -155,7 +155,7 @@ def source_keys(rows: pl.DataFrame) -> pl.Series:
 
 
 def escaped(values: pl.Series) -> pl.Series:
-    """``correlate.esc`` of every value, in bulk: each character outside the unreserved set
+    """``ids.esc`` of every value, in bulk: each character outside the unreserved set
     replaced by its percent-encoding, ``%`` first (the encodings bring ``%`` of their own)."""
     reserved = values.str.extract_all(_RESERVED).explode().drop_nulls().unique().to_list()
     for char in sorted(reserved, key=lambda c: c != "%"):

@@ -1,16 +1,16 @@
-"""The incident graph on columns: every link of ``correlate.could_link`` among thousands of
-reports at once, the linked neighbourhoods, and their incidents, named as ``correlate`` says.
+"""The incident graph on columns: every link of ``model.could_link`` among thousands of
+reports at once, the linked neighbourhoods, and their incidents, named as ``ids`` says.
 
-``correlate`` holds the model (the link rule, seeds, the incremental invariant); this module is
-its fast arm. Per compatible pair of (picture, type) groups, a k-d tree over coordinates scaled
-so that the pair's limits become a unit box returns every pair that could link (a superset:
-latitude by the meridian bound, longitude by the haversine bound at the lowest cosine of the
-groups, time by the window; points near the antimeridian are also placed a turn away), numpy
-applies the exact test, and scipy labels the components of the proximity and refs edges: the
-linked neighbourhoods, which ``partition`` cuts into incidents.
+``model`` holds the model (the link rule, the incremental invariant; seeds in ``ids``); this
+module is its fast arm. Per compatible pair of (picture, type) groups, a k-d tree over
+coordinates scaled so that the pair's limits become a unit box returns every pair that could
+link (a superset: latitude by the meridian bound, longitude by the haversine bound at the
+lowest cosine of the groups, time by the window; points near the antimeridian are also placed a
+turn away), numpy applies the exact test, and scipy labels the components of the proximity and
+refs edges: the linked neighbourhoods, which ``partition`` cuts into incidents.
 
 Exactness: numpy's sine may differ from libm's in the last bit, so a pair whose haversine value
-lies within a hair of the limit is decided again by ``correlate._hav`` (math, the link rule's
+lies within a hair of the limit is decided again by ``geodesy.hav`` (math, the link rule's
 own expression). The result then equals the pairwise rule's exactly, which the property tests
 check against an all-pairs oracle.
 """
@@ -28,13 +28,14 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from hub.fusion.correlate import Report, seed_texts
-from hub.fusion.geometry import EARTH_RADIUS_M, SPHEROID_MARGIN, hav, hav_limit
-from hub.fusion.partition import Place, assign
+from hub.fusion.incident.geodesy import EARTH_RADIUS_M, SPHEROID_MARGIN, hav, hav_limit
+from hub.fusion.incident.ids import seed_texts
+from hub.fusion.incident.model import Report
+from hub.fusion.incident.partition import Place, assign
+from hub.fusion.incident.twins import twins_of
 from hub.fusion.rules import Reach, Rules
-from hub.fusion.twins import twins_of
 
-# The columns a report frame has (``correlate.Report`` as columns); ``prior`` and
+# The columns a report frame has (``model.Report`` as columns); ``prior`` and
 # ``neighbourhood`` are the incident and the linked neighbourhood a stored report is in (null
 # for new ones). Ids are canonical uuid text, which orders as the uuids.
 REPORT_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
@@ -58,7 +59,7 @@ REPORT_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
 _DEG = math.pi / 180.0  # as math.radians multiplies, to the bit
 _SLACK = 1e-6  # the unit box a hair larger: rounding in the scaling never loses a pair
 _BORDER = 1e-12  # relative: a haversine value this close to the limit is decided by math
-_MAX_MS = (1 << 48) - 1  # as correlate.millis clips
+_MAX_MS = (1 << 48) - 1  # as ids.millis clips
 
 
 def report_frame(
@@ -114,7 +115,7 @@ def correlate_frame(reports: pl.DataFrame, rules: Rules, *, twins: bool = True) 
     in (the connected component of the link graph, named by its smallest seed), and
     ``incident``, its incident (``partition.assign`` within the neighbourhood, named by the
     seed of its first report); both null for cancelled rows; and ``seed``, each row's own seed
-    (``correlate.seed_text``: a ``seed`` column's where the rows have one).
+    (``ids.seed_text``: a ``seed`` column's where the rows have one).
 
     ``twins``: reports identical in all the partition reads (``twins.twins_of``) are linked and
     partitioned once, by the first of them, and the others follow it: a storm repeats reports
@@ -194,7 +195,7 @@ def _pair_limits(rules: Rules) -> Callable[[str, str], tuple[float, float] | Non
 
 
 def _seeds(reports: pl.DataFrame, pts: _Points) -> pl.Series:
-    """Every row's seed text (``correlate.seed_text``): a ``seed`` column's where it has one
+    """Every row's seed text (``ids.seed_text``): a ``seed`` column's where it has one
     (rows fusion partitioned before, from its cache: one hash each spared), else computed."""
     ms = np.clip(np.floor(pts.t * 1000.0), 0, _MAX_MS).astype(np.int64)
     if "seed" not in reports.columns:

@@ -11,8 +11,8 @@ import polars as pl
 import psycopg
 import shapely
 
+from hub.fusion.incident.summaries import summarise
 from hub.fusion.rules import Rules
-from hub.fusion.summaries import summarise
 from hub.store.frames import copy_frame
 
 
