@@ -1,7 +1,11 @@
-"""Tables of the shared risk picture (SQLModel + GeoAlchemy2).
+"""Tables of the shared risk picture (SQLModel + GeoAlchemy2); authorization's and the audit
+log's are in ``hub.store.auth_models``.
 
-The migration in ``migrations/versions`` is the source of truth for DDL; these classes mirror
-it for queries. Geometries are WGS84 (SRID 4326).
+The migrations in ``migrations/versions`` are the source of truth for DDL; these classes mirror
+them (columns, defaults, keys, CHECK constraints, indexes by name) for queries and for
+``alembic revision --autogenerate``, and ``tests/test_models_migrations.py`` fails when the two
+drift apart. Geometries are WGS84 (SRID 4326), with ``spatial_index=False``: their GiST indexes
+are declared by the names the migrations gave them (GeoAlchemy2's would be ``idx_<table>_<col>``).
 """
 
 from __future__ import annotations
@@ -28,16 +32,31 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlmodel import Field, SQLModel
 
+TSTZ = DateTime(timezone=True)  # the migrations' timestamptz
+NOW = text("now()")
+FALSE = text("false")
+ZERO = text("0")
+EMPTY = text("'{}'")  # an empty array or JSON object, as the column's type reads it
+PICTURES = "status IN ('actual', 'exercise', 'test')"
+
+
+def geometry(kind: str) -> Geometry:
+    """A geometry column's type; its GiST index, where it has one, is declared by name."""
+    return Geometry(kind, srid=4326, spatial_index=False)
+
 
 class Community(SQLModel, table=True):
     __tablename__ = "community"
+    __table_args__ = (Index("community_geom_gist", "geom", postgresql_using="gist"),)
 
     id: str = Field(sa_column=Column(Text, primary_key=True))
     name: str = Field(sa_column=Column(Text, nullable=False))
-    geom: Any = Field(sa_column=Column(Geometry("MULTIPOLYGON", srid=4326), nullable=False))
-    repaired: bool = False
-    properties: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB))
-    imported_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    geom: Any = Field(sa_column=Column(geometry("MULTIPOLYGON"), nullable=False))
+    repaired: bool = Field(default=False, sa_column_kwargs={"server_default": FALSE})
+    properties: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSONB, nullable=False, server_default=EMPTY)
+    )
+    imported_at: datetime = Field(sa_column=Column(TSTZ, nullable=False, server_default=NOW))
 
 
 class GridCell(SQLModel, table=True):
@@ -45,44 +64,103 @@ class GridCell(SQLModel, table=True):
     (``h3/<index>``)."""
 
     __tablename__ = "grid_cell"
+    __table_args__ = (
+        CheckConstraint("source IN ('imported', 'h3')"),
+        CheckConstraint(
+            "id = CASE source WHEN 'imported' THEN community_id || '/' || code"
+            " ELSE 'h3/' || code END",
+            name="grid_cell_id_derived",
+        ),
+        CheckConstraint(
+            "(source = 'imported') = (community_id IS NOT NULL)", name="grid_cell_owner"
+        ),
+        Index("grid_cell_geom_gist", "geom", postgresql_using="gist"),
+        Index("grid_cell_community", "community_id", postgresql_where="community_id IS NOT NULL"),
+    )
 
     id: str = Field(sa_column=Column(Text, primary_key=True))
-    community_id: str | None = None  # NULL for H3 cells: they may straddle communities
-    code: str
-    source: str  # imported | h3
-    name: str | None = None
-    geom: Any = Field(sa_column=Column(Geometry("MULTIPOLYGON", srid=4326), nullable=False))
-    repaired: bool = False
-    imported_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    # NULL for H3 cells: they may straddle communities
+    community_id: str | None = Field(
+        default=None, sa_column=Column(Text, ForeignKey("community.id", ondelete="CASCADE"))
+    )
+    code: str = Field(sa_type=Text)
+    source: str = Field(sa_type=Text)  # imported | h3
+    name: str | None = Field(default=None, sa_type=Text)
+    geom: Any = Field(sa_column=Column(geometry("MULTIPOLYGON"), nullable=False))
+    repaired: bool = Field(default=False, sa_column_kwargs={"server_default": FALSE})
+    imported_at: datetime = Field(sa_column=Column(TSTZ, nullable=False, server_default=NOW))
 
 
 class Event(SQLModel, table=True):
     """One fused event: what a community system reported, normalised."""
 
     __tablename__ = "event"
+    __table_args__ = (
+        Index("event_geom_gist", "geom", postgresql_using="gist"),
+        Index("event_community_seq", "community_id", "seq"),
+        Index("event_observed_at", "observed_at"),
+        Index("event_grid_cell", "grid_cell"),
+        # updates and cancels name the events they concern (migration 0005_incidents)
+        Index("event_refs_gin", "refs", postgresql_using="gin", postgresql_where="refs <> '{}'"),
+        # a balance's statements, latest first (migration 0006_picture)
+        Index(
+            "event_resource_statement",
+            "community_id",
+            "status",
+            text("(properties ->> 'resource_type')"),
+            text("(properties ->> 'unit')"),
+            text("(properties ->> 'direction')"),
+            text("observed_at DESC"),
+            text("event_id DESC"),
+            postgresql_where="kind = 'resource'",
+        ),
+    )
 
     seq: int = Field(sa_column=Column(BigInteger, Identity(always=True), primary_key=True))
     event_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), unique=True, nullable=False))
-    community_id: str = Field(sa_column=Column(Text, nullable=False))
-    kind: str
-    category: str
-    severity: str
-    urgency: str
-    certainty: str
-    status: str
-    event_type: str
-    observed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
-    geom: Any = Field(sa_column=Column(Geometry("GEOMETRY", srid=4326), nullable=False))
-    source_system: str
-    source_connector: str
-    reporter: str | None = None
-    properties: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB))
-    refs: list[uuid.UUID] = Field(default_factory=list, sa_column=Column(ARRAY(UUID(as_uuid=True))))
-    sent_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
-    ingested_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    community_id: str = Field(sa_column=Column(Text, ForeignKey("community.id"), nullable=False))
+    kind: str = Field(sa_type=Text)
+    category: str = Field(sa_type=Text)
+    severity: str = Field(sa_type=Text)
+    urgency: str = Field(sa_type=Text)
+    certainty: str = Field(sa_type=Text)
+    status: str = Field(sa_type=Text)
+    event_type: str = Field(sa_type=Text)
+    observed_at: datetime = Field(sa_column=Column(TSTZ, nullable=False))
+    geom: Any = Field(sa_column=Column(geometry("GEOMETRY"), nullable=False))
+    source_system: str = Field(sa_type=Text)
+    source_connector: str = Field(sa_type=Text)
+    reporter: str | None = Field(default=None, sa_type=Text)
+    properties: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSONB, nullable=False, server_default=EMPTY)
+    )
+    refs: list[uuid.UUID] = Field(
+        default_factory=list,
+        sa_column=Column(ARRAY(UUID(as_uuid=True)), nullable=False, server_default=EMPTY),
+    )
+    sent_at: datetime | None = Field(default=None, sa_column=Column(TSTZ))
+    ingested_at: datetime = Field(
+        sa_column=Column(TSTZ, nullable=False, server_default=text("clock_timestamp()"))
+    )
     kafka_partition: int = Field(sa_column=Column(Integer, nullable=False))
     kafka_offset: int = Field(sa_column=Column(BigInteger, nullable=False))
-    grid_cell: str | None = None  # NULL for events stored before grids existed
+    # NULL for events stored before grids existed
+    grid_cell: str | None = Field(default=None, sa_type=Text)
+
+
+class EventRef(SQLModel, table=True):
+    """Which event refs which, keyed by the event referred to (migration 0011_event_ref)."""
+
+    __tablename__ = "event_ref"
+
+    ref: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), primary_key=True))
+    event_id: uuid.UUID = Field(
+        sa_column=Column(
+            UUID(as_uuid=True),
+            ForeignKey("event.event_id", ondelete="CASCADE"),
+            primary_key=True,
+        )
+    )
 
 
 class ConsumerOffset(SQLModel, table=True):
@@ -94,8 +172,8 @@ class ConsumerOffset(SQLModel, table=True):
     topic: str = Field(sa_column=Column(Text, primary_key=True))
     partition: int = Field(sa_column=Column(Integer, primary_key=True))
     next_offset: int = Field(sa_column=Column(BigInteger, nullable=False))
-    topic_id: str | None = None
-    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    topic_id: str | None = Field(default=None, sa_type=Text)
+    updated_at: datetime = Field(sa_column=Column(TSTZ, nullable=False, server_default=NOW))
 
 
 class FusionStats(SQLModel, table=True):
@@ -104,11 +182,11 @@ class FusionStats(SQLModel, table=True):
     __tablename__ = "fusion_stats"
 
     group_id: str = Field(sa_column=Column(Text, primary_key=True))
-    consumed: int = Field(sa_column=Column(BigInteger, nullable=False))
-    stored: int = Field(sa_column=Column(BigInteger, nullable=False))
-    duplicates: int = Field(sa_column=Column(BigInteger, nullable=False))
-    dlq: int = Field(sa_column=Column(BigInteger, nullable=False))
-    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    consumed: int = Field(sa_column=Column(BigInteger, nullable=False, server_default=ZERO))
+    stored: int = Field(sa_column=Column(BigInteger, nullable=False, server_default=ZERO))
+    duplicates: int = Field(sa_column=Column(BigInteger, nullable=False, server_default=ZERO))
+    dlq: int = Field(sa_column=Column(BigInteger, nullable=False, server_default=ZERO))
+    updated_at: datetime = Field(sa_column=Column(TSTZ, nullable=False, server_default=NOW))
 
 
 class CommunityStats(SQLModel, table=True):
@@ -116,12 +194,12 @@ class CommunityStats(SQLModel, table=True):
 
     __tablename__ = "community_stats"
 
-    community_id: str = Field(sa_column=Column(Text, primary_key=True))
-    events_stored: int = Field(sa_column=Column(BigInteger, nullable=False))
-    last_event_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
-    last_observed_at: datetime | None = Field(
-        default=None, sa_column=Column(DateTime(timezone=True))
+    community_id: str = Field(
+        sa_column=Column(Text, ForeignKey("community.id", ondelete="CASCADE"), primary_key=True)
     )
+    events_stored: int = Field(sa_column=Column(BigInteger, nullable=False, server_default=ZERO))
+    last_event_at: datetime | None = Field(default=None, sa_column=Column(TSTZ))
+    last_observed_at: datetime | None = Field(default=None, sa_column=Column(TSTZ))
 
 
 # --- incidents (migration 0005_incidents; fusion is the only writer) ---------------------------
@@ -132,7 +210,7 @@ class Incident(SQLModel, table=True):
 
     __tablename__ = "incident"
     __table_args__ = (
-        CheckConstraint("status IN ('actual', 'exercise', 'test')"),
+        CheckConstraint(PICTURES),
         CheckConstraint("state IN ('open', 'closed')"),
         CheckConstraint("verification IN ('reported', 'corroborated', 'verified', 'refuted')"),
         Index("incident_geom_gist", "geom", postgresql_using="gist"),
@@ -143,44 +221,47 @@ class Incident(SQLModel, table=True):
     id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), primary_key=True))
     status: str = Field(sa_column=Column(Text, nullable=False))
     state: str = Field(sa_column=Column(Text, nullable=False, server_default=text("'open'")))
-    warning: bool = Field(sa_column=Column(Boolean, nullable=False, server_default=text("false")))
+    warning: bool = Field(sa_column=Column(Boolean, nullable=False, server_default=FALSE))
     category: str = Field(sa_column=Column(Text, nullable=False))
     event_type: str = Field(sa_column=Column(Text, nullable=False))
     severity: str = Field(sa_column=Column(Text, nullable=False))
     certainty: str = Field(sa_column=Column(Text, nullable=False))
     verification: str = Field(sa_column=Column(Text, nullable=False))
     decided_by: str | None = Field(default=None, sa_column=Column(Text))
-    decided_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    decided_at: datetime | None = Field(default=None, sa_column=Column(TSTZ))
     decision_reason: str | None = Field(default=None, sa_column=Column(Text))
     sources: int = Field(sa_column=Column(Integer, nullable=False))
     reports: int = Field(sa_column=Column(Integer, nullable=False))
     communities: list[str] = Field(sa_column=Column(ARRAY(Text), nullable=False))
     neighbours: list[str] = Field(
         default_factory=list,
-        sa_column=Column(ARRAY(Text), nullable=False, server_default=text("'{}'")),
+        sa_column=Column(ARRAY(Text), nullable=False, server_default=EMPTY),
     )
     # Per grid cell and community of the live members, how many (0009): the risk facts.
     grid_cells: list[str] = Field(
         default_factory=list,
-        sa_column=Column(ARRAY(Text), nullable=False, server_default=text("'{}'")),
+        sa_column=Column(ARRAY(Text), nullable=False, server_default=EMPTY),
     )
     cell_communities: list[str | None] = Field(
         default_factory=list,
-        sa_column=Column(ARRAY(Text), nullable=False, server_default=text("'{}'")),
+        sa_column=Column(ARRAY(Text), nullable=False, server_default=EMPTY),
     )
     cell_reports: list[int] = Field(
         default_factory=list,
-        sa_column=Column(ARRAY(Integer), nullable=False, server_default=text("'{}'")),
+        sa_column=Column(ARRAY(Integer), nullable=False, server_default=EMPTY),
     )
     alerts: int = Field(  # live members of kind alert (0009)
-        default=0, sa_column=Column(Integer, nullable=False, server_default=text("0"))
+        default=0, sa_column=Column(Integer, nullable=False, server_default=ZERO)
     )
-    first_observed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
-    last_observed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
-    geom: Any = Field(
-        sa_column=Column(Geometry("GEOMETRY", srid=4326, spatial_index=False), nullable=False)
+    first_observed_at: datetime = Field(sa_column=Column(TSTZ, nullable=False))
+    last_observed_at: datetime = Field(sa_column=Column(TSTZ, nullable=False))
+    geom: Any = Field(sa_column=Column(geometry("GEOMETRY"), nullable=False))
+    # fusion COPYs brand-new incidents straight into the table (migration 0006_picture)
+    updated_seq: int = Field(
+        sa_column=Column(
+            BigInteger, nullable=False, server_default=text("nextval('incident_update_seq')")
+        )
     )
-    updated_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
 class IncidentReport(SQLModel, table=True):
@@ -189,16 +270,28 @@ class IncidentReport(SQLModel, table=True):
     transaction, without foreign keys (migration 0007_report_keys says why)."""
 
     __tablename__ = "incident_report"
-    __table_args__ = (Index("incident_report_incident", "incident_id"),)
+    __table_args__ = (
+        Index("incident_report_incident", "incident_id"),
+        # fusion's candidate search, an index-only scan (0006_picture, 0010_covering_reach)
+        Index(
+            "incident_report_reach",
+            "status",
+            "event_type",
+            "observed_at",
+            postgresql_include=["lon", "lat", "component_id"],
+            postgresql_where="NOT cancelled AND NOT pinned",
+        ),
+        Index("incident_report_component", "component_id", postgresql_where="NOT cancelled"),
+    )
 
     event_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), primary_key=True))
     incident_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), nullable=False))
-    pinned: bool = Field(sa_column=Column(Boolean, nullable=False, server_default=text("false")))
-    cancelled: bool = Field(sa_column=Column(Boolean, nullable=False, server_default=text("false")))
+    pinned: bool = Field(sa_column=Column(Boolean, nullable=False, server_default=FALSE))
+    cancelled: bool = Field(sa_column=Column(Boolean, nullable=False, server_default=FALSE))
     # the event's own, repeated for the candidate search (migration 0006_picture)
     status: str = Field(sa_column=Column(Text, nullable=False))
     event_type: str = Field(sa_column=Column(Text, nullable=False))
-    observed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    observed_at: datetime = Field(sa_column=Column(TSTZ, nullable=False))
     # the linked neighbourhood it is in, and its point (migration 0008_neighbourhoods)
     component_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), nullable=False))
     lon: float = Field(sa_column=Column(Float, nullable=False))
@@ -222,12 +315,12 @@ class IncidentTimeline(SQLModel, table=True):
 
     id: int = Field(sa_column=Column(BigInteger, Identity(always=True), primary_key=True))
     incident_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), nullable=False))
-    at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    at: datetime = Field(sa_column=Column(TSTZ, nullable=False))
     what: str = Field(sa_column=Column(Text, nullable=False))
     event_id: uuid.UUID | None = Field(default=None, sa_column=Column(UUID(as_uuid=True)))
     detail: dict[str, Any] = Field(
         default_factory=dict,
-        sa_column=Column(JSONB, nullable=False, server_default=text("'{}'")),
+        sa_column=Column(JSONB, nullable=False, server_default=EMPTY),
     )
 
 
@@ -245,7 +338,7 @@ class SensorState(SQLModel, table=True):
     community_id: str = Field(sa_column=Column(Text, nullable=False))
     level: str = Field(sa_column=Column(Text, nullable=False))
     value: float | None = Field(default=None, sa_column=Column(Float))
-    observed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    observed_at: datetime = Field(sa_column=Column(TSTZ, nullable=False))
     event_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), nullable=False))
     warning_event_id: uuid.UUID | None = Field(default=None, sa_column=Column(UUID(as_uuid=True)))
 
@@ -254,9 +347,10 @@ class PictureClock(SQLModel, table=True):
     """A picture's time: the latest observed_at fusion stored; risk decays from it."""
 
     __tablename__ = "picture_clock"
+    __table_args__ = (CheckConstraint(PICTURES),)
 
     status: str = Field(sa_column=Column(Text, primary_key=True))
-    at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    at: datetime = Field(sa_column=Column(TSTZ, nullable=False))
 
 
 class RiskCell(SQLModel, table=True):
@@ -264,8 +358,10 @@ class RiskCell(SQLModel, table=True):
 
     __tablename__ = "risk_cell"
     __table_args__ = (
+        CheckConstraint(PICTURES),
         CheckConstraint("level IN ('blue', 'yellow', 'orange', 'red')"),
         Index("risk_cell_geom_gist", "geom", postgresql_using="gist"),
+        Index("risk_cell_raised", "status", "level", postgresql_where="level <> 'blue'"),
         Index("risk_cell_age", "status", "as_of"),  # fusion's decay: the oldest scores first
     )
 
@@ -274,12 +370,10 @@ class RiskCell(SQLModel, table=True):
     community_id: str | None = Field(default=None, sa_column=Column(Text))
     score: float = Field(sa_column=Column(Float, nullable=False))
     level: str = Field(sa_column=Column(Text, nullable=False))
-    level_since: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    level_since: datetime = Field(sa_column=Column(TSTZ, nullable=False))
     incidents: int = Field(sa_column=Column(Integer, nullable=False))
-    as_of: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
-    geom: Any = Field(
-        sa_column=Column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=False), nullable=False)
-    )
+    as_of: datetime = Field(sa_column=Column(TSTZ, nullable=False))
+    geom: Any = Field(sa_column=Column(geometry("MULTIPOLYGON"), nullable=False))
     updated_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
@@ -287,7 +381,12 @@ class ResourceBalance(SQLModel, table=True):
     """A community's latest statement of a resource it has available or needs."""
 
     __tablename__ = "resource_balance"
-    __table_args__ = (CheckConstraint("direction IN ('available', 'needed')"),)
+    __table_args__ = (
+        CheckConstraint(PICTURES),
+        CheckConstraint("direction IN ('available', 'needed')"),
+        CheckConstraint("quantity >= 0"),
+        Index("resource_balance_type", "status", "resource_type", "direction"),
+    )
 
     community_id: str = Field(sa_column=Column(Text, ForeignKey("community.id"), primary_key=True))
     status: str = Field(sa_column=Column(Text, primary_key=True))
@@ -296,8 +395,6 @@ class ResourceBalance(SQLModel, table=True):
     direction: str = Field(sa_column=Column(Text, primary_key=True))
     quantity: float = Field(sa_column=Column(Float, nullable=False))
     event_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), nullable=False))
-    observed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
-    geom: Any = Field(
-        sa_column=Column(Geometry("POINT", srid=4326, spatial_index=False), nullable=False)
-    )
+    observed_at: datetime = Field(sa_column=Column(TSTZ, nullable=False))
+    geom: Any = Field(sa_column=Column(geometry("POINT"), nullable=False))
     updated_seq: int = Field(sa_column=Column(BigInteger, nullable=False))

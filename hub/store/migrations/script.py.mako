@@ -5,7 +5,13 @@ Revises: ${down_revision | comma,n}
 Create Date: ${create_date}
 """
 
+% if "sa." in (upgrades or "") + (downgrades or ""):
+import sqlalchemy as sa
+% endif
 from alembic import op
+% if imports:
+${imports}
+% endif
 
 revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}
