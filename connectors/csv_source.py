@@ -32,6 +32,7 @@ from connectors.fields import (
 )
 from connectors.mapping import VOCABULARIES, Mapping
 from geo.assign import CommunityIndex
+from hub.errors import InvalidInput
 from schemas.event import Event
 
 # Fixed namespace of connector event ids: uuid5(NAMESPACE, f"{system}/{row_id}"). Never change
@@ -41,7 +42,7 @@ NAMESPACE = uuid.UUID("5a95dea2-7f76-48bd-8bf1-0fe167fd3195")
 CommunitySource = CommunityIndex | Callable[[], CommunityIndex | None] | None
 
 
-class SourceError(RuntimeError):
+class SourceError(InvalidInput, RuntimeError):
     """The CSV file cannot be read (the message says where and why)."""
 
 

@@ -60,24 +60,16 @@ Unknown keys are errors (with a "did you mean"), so a typo never silently drops 
 
 from __future__ import annotations
 
-import difflib
 import re
-import tomllib
 import zoneinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from geo.crs import to_wgs84
+from hub.configfile import Problem, StrictModel, read_toml, validate
+from hub.errors import ConfigError
 from schemas.event import CATEGORIES, KINDS, SEVERITIES
 
 URGENCIES = ("Immediate", "Expected", "Future", "Past", "Unknown")
@@ -96,12 +88,12 @@ VOCABULARIES: dict[str, tuple[str, ...]] = {
 }
 
 
-class MappingError(ValueError):
+class MappingError(ConfigError, ValueError):
     """The mapping file cannot be used; the message names the file and every problem."""
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Section(StrictModel):
+    """A table of the mapping file: unknown keys are errors (with a "did you mean")."""
 
 
 Column = Annotated[str, Field(min_length=1)]
@@ -304,70 +296,35 @@ def _check_spec(spec: ValueSpec, name: str) -> list[str]:
 
 def load_mapping(path: Path) -> Mapping:
     """Read and validate a mapping file; raises ``MappingError`` with every problem found."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise MappingError(f"{path}: cannot read the mapping ({exc.strerror or exc})") from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise MappingError(f"{path}: not valid TOML ({exc})") from exc
-    return parse_mapping(data, str(path))
+    return parse_mapping(read_toml(path, MappingError, "the mapping"), str(path))
 
 
 def parse_mapping(data: dict[str, Any], source: str = "mapping") -> Mapping:
-    try:
-        return Mapping.model_validate(data)
-    except ValidationError as exc:
-        lines = [line for err in exc.errors() if (line := _describe(err)) is not None]
-        text = "\n  ".join(dict.fromkeys(lines))
-        raise MappingError(f"{source}: invalid mapping\n  {text}") from None
+    return validate(Mapping, data, source, MappingError, line=_describe, header="invalid mapping")
 
 
 _UNION_MEMBERS = {"str", "ColumnValue"}
 
 
-def _describe(err: Any) -> str | None:
-    raw = [str(p) for p in err["loc"]]
+def _describe(problem: Problem) -> str | None:
+    raw = [str(p) for p in problem.loc]
     # A VALUE is "constant or table": pydantic reports both union members; keep the one the
     # user meant (a table when they wrote a table), and drop the member names from the path.
-    if "str" in raw and isinstance(err.get("input"), dict):
+    if "str" in raw and isinstance(problem.input, dict):
         return None
-    if "ColumnValue" in raw and err["type"] == "model_type":
-        return None
+    if problem.kind == "model_type" and any("ColumnValue" in p for p in raw):
+        return None  # the tag may be "function-after[_default_needed(), ColumnValue]"
     loc = [p for p in raw if p not in _UNION_MEMBERS and not p.startswith("function-")]
-    if err["type"] == "extra_forbidden":
+    if problem.kind == "extra_forbidden":
         if len(loc) == 1:
-            return f"unknown section [{loc[0]}]{_did_you_mean(loc)}"
-        return f"{_where(loc[:-1])}: unknown key {loc[-1]!r}{_did_you_mean(loc)}"
-    if err["type"] == "missing":
+            return f"unknown section [{loc[0]}]{problem.hint}"
+        return f"{_where(loc[:-1])}: unknown key {loc[-1]!r}{problem.hint}"
+    if problem.kind == "missing":
         return f"{_where(loc[:-1])}: required key {loc[-1]!r} missing"
-    return f"{_where(loc)}: {str(err['msg']).removeprefix('Value error, ')}"
+    return f"{_where(loc)}: {problem.text}"
 
 
 def _where(loc: list[str]) -> str:
     if not loc:
         return "mapping"
     return f"[{loc[0]}]" + (" " + ".".join(loc[1:]) if len(loc) > 1 else "")
-
-
-_KNOWN: dict[str, type[BaseModel]] = {
-    "source": SourceSection,
-    "time": TimeSection,
-    "location": LocationSection,
-    "event": EventSection,
-    "properties": PropertiesSection,
-    "community": CommunitySection,
-    "csv": CsvSection,
-}
-
-
-def _did_you_mean(loc: list[str]) -> str:
-    if len(loc) == 1:
-        options = list(_KNOWN)
-    elif len(loc) == 2:
-        options = list(_KNOWN[loc[0]].model_fields) if loc[0] in _KNOWN else []
-    else:  # inside a VALUE table
-        options = list(ColumnValue.model_fields)
-    close = difflib.get_close_matches(loc[-1], options, n=1)
-    if close:
-        return f" (did you mean {close[0]!r}?)"
-    return f" (known: {', '.join(options)})" if options else ""

@@ -23,6 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
+from hub.errors import Conflict
 from hub.settings import Settings
 
 _SCHEMA = """
@@ -40,7 +41,7 @@ INSERT OR IGNORE INTO watermark (id, acked) VALUES (1, 0);
 """
 
 
-class OutboxBusy(RuntimeError):
+class OutboxBusy(Conflict, RuntimeError):
     """Another connector process holds this outbox; two senders would double every event."""
 
 

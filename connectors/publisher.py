@@ -24,6 +24,7 @@ from kafka.producer.future import FutureRecordMetadata
 
 from connectors.outbox import Outbox, OutboxRecord
 from hub.bus.kafka import producer as make_producer
+from hub.errors import Unavailable
 from hub.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ _Errors = (KafkaError, OSError)
 _InFlight = tuple[list[int], list[FutureRecordMetadata]]
 
 
-class DeliveryError(RuntimeError):
+class DeliveryError(Unavailable, RuntimeError):
     """The broker did not acknowledge every message sent."""
 
 

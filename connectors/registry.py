@@ -15,6 +15,7 @@ from typing import Protocol, Self
 
 from connectors.report import ConnectorReport
 from connectors.run import RunOptions
+from hub.errors import NotFound
 from hub.settings import Settings
 
 # kind -> "module:Class"
@@ -30,7 +31,7 @@ class Connector(Protocol):
     def run(self, source: Path, options: RunOptions) -> ConnectorReport: ...
 
 
-class UnknownConnector(KeyError):
+class UnknownConnector(NotFound, KeyError):
     def __str__(self) -> str:
         return f"unknown connector kind {self.args[0]!r}; known: {', '.join(sorted(CONNECTORS))}"
 

@@ -30,6 +30,7 @@ from connectors.publisher import Publisher
 from connectors.report import ConnectorReport
 from geo.assign import CommunityIndex
 from geo.tiles import event_key
+from hub.errors import ConfigError
 from hub.settings import Settings
 from schemas.event import Event
 
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 CHUNK_ROWS = 20_000  # rows converted, committed to the outbox and sent together
 
 
-class ConnectorConfigError(ValueError):
+class ConnectorConfigError(ConfigError, ValueError):
     """The run is not configured well enough to start (the message says what to set)."""
 
 

@@ -2,6 +2,7 @@
 
 Handlers are registered by :func:`add_exception_handlers`; endpoints raise :class:`ApiError`
 subclasses (or FastAPI's ``HTTPException``) and never build error responses themselves.
+:data:`STATUS` is the one map from an error (a :class:`~hub.errors.HubError`) to its status.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+
+from hub import errors
+from hub.errors import HubError
 
 log = logging.getLogger("hub.api")
 
@@ -55,30 +59,48 @@ class ProblemResponse(Response):
         return orjson.dumps(content)
 
 
-class ApiError(Exception):
-    """An error with a known HTTP status; its message becomes the problem ``detail``."""
-
-    status_code = 500
-
-
-class BadRequest(ApiError):
-    status_code = 400
-
-
-class Forbidden(ApiError):
-    status_code = 403
-
-
-class NotFound(ApiError):
-    status_code = 404
+#: The one map from error to HTTP status: an error answers with the status of the first of its
+#: classes (in method resolution order) listed here, its message as the problem ``detail``.
+#: A HubError of another kind is the server's own fault: a 500, its message left in the log.
+STATUS: dict[type[HubError], int] = {
+    errors.InvalidInput: 400,
+    errors.Unauthenticated: 401,
+    errors.NotAllowed: 403,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.TooLarge: 413,
+    errors.Unavailable: 503,
+}
 
 
-class Conflict(ApiError):
-    status_code = 409
+def status_of(exc: HubError) -> int | None:
+    """The HTTP status of an error (:data:`STATUS`); None when it is the server's fault."""
+    return next((STATUS[kind] for kind in type(exc).__mro__ if kind in STATUS), None)
 
 
-class ServiceUnavailable(ApiError):
-    status_code = 503
+class ApiError(HubError):
+    """An error an endpoint raises for the caller; its message becomes the problem ``detail``,
+    its kind (:data:`STATUS`) the status: 500 for none."""
+
+    @property
+    def status_code(self) -> int:
+        return status_of(self) or 500
+
+
+class BadRequest(ApiError, errors.InvalidInput):
+    pass
+
+
+class Forbidden(ApiError, errors.NotAllowed):
+    pass
+
+
+class NotFound(ApiError, errors.NotFound):
+    pass
+
+
+class Conflict(ApiError, errors.Conflict):
+    pass
 
 
 def problem(
@@ -113,9 +135,9 @@ def _validation_detail(exc: RequestValidationError) -> tuple[str, list[dict[str,
     return detail, errors
 
 
-async def _on_api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
-    return problem(request, exc.status_code, str(exc) or None)
+async def _on_hub_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HubError)  # ApiError, or a kind of STATUS: add_exception_handlers
+    return problem(request, status_of(exc) or 500, str(exc) or None)
 
 
 async def _on_validation_error(request: Request, exc: Exception) -> Response:
@@ -148,7 +170,11 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
 
 
 def add_exception_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ApiError, _on_api_error)
+    # Only the kinds with a status, and the API's own errors: any other error (a HubError the
+    # table does not list included) is unexpected, logged with its traceback by the last one.
+    kinds: list[type[HubError]] = [ApiError, *STATUS]
+    for kind in kinds:
+        app.add_exception_handler(kind, _on_hub_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
     app.add_exception_handler(Exception, _on_unexpected)

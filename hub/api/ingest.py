@@ -26,6 +26,7 @@ from hub.api.limits import json_depth
 from hub.api.producer import BrokerUnavailable, EventProducer, event_producer
 from hub.auth.deps import require_scope
 from hub.auth.principal import Principal
+from hub.errors import TooLarge
 from hub.settings import Settings
 from schemas.event import Event, holds_nul, load_event_schema, parse_event
 
@@ -74,8 +75,8 @@ class IngestResult(BaseModel):
 # --- the request body -------------------------------------------------------------------------
 
 
-class ContentTooLarge(ApiError):
-    status_code = 413
+class ContentTooLarge(ApiError, TooLarge):
+    pass
 
 
 async def raw_body(request: Request) -> bytes:

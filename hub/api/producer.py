@@ -14,13 +14,14 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from hub.bus.kafka import producer as make_producer
+from hub.errors import Unavailable
 from hub.settings import Settings
 
 SEND_TIMEOUT_S = 5.0  # connecting, and then waiting for the acknowledgements of one batch
 COOLDOWN_S = 5.0  # after a broker failure, answer 503 at once for this long (no thread pile-up)
 
 
-class BrokerUnavailable(Exception):
+class BrokerUnavailable(Unavailable):
     def __init__(self, retry_after_s: float) -> None:
         super().__init__(f"the event log is unavailable; retry in {retry_after_s:.0f} s")
         self.retry_after_s = retry_after_s

@@ -27,6 +27,7 @@ from shapely.validation import explain_validity
 from sqlalchemy import Connection, text
 
 from hub.auth.principal import DEFAULT_SCOPES, KINDS, Kind, Principal
+from hub.errors import InvalidInput
 from schemas.event import CATEGORIES
 
 GRANT_TYPE = "client_credentials"
@@ -38,7 +39,7 @@ KEY_METHODS = frozenset({"private_key_jwt"})
 _N, _R, _P = 2**14, 8, 1
 
 
-class ClientError(ValueError):
+class ClientError(InvalidInput, ValueError):
     """A client cannot be registered as asked; the message says why."""
 
 

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from joserfc.jwk import ECKey
 from sqlalchemy import Connection, text
 
+from hub.errors import ConfigError
 from hub.settings import Settings
 
 ALG = "ES256"
@@ -38,7 +39,7 @@ class SigningKey:
     retired_at: datetime | None
 
 
-class SigningKeyError(Exception):
+class SigningKeyError(ConfigError):
     """A signing key cannot be used (e.g. it is sealed with another secret)."""
 
 

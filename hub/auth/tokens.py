@@ -35,6 +35,7 @@ from sqlalchemy import Engine
 from hub.auth import clients
 from hub.auth.keysets import CachedKey, LocalKeys, RemoteKeys
 from hub.auth.principal import DEFAULT_SCOPES, Principal
+from hub.errors import NotAllowed, Unauthenticated
 from hub.settings import IssuerRole, Settings, TrustedIssuer
 
 log = logging.getLogger("hub.auth")
@@ -47,11 +48,11 @@ MAX_TOKEN_LENGTH = 8192  # a few hundred bytes in practice; refuse to parse mega
 ACCESS_TOKEN_TYPE = "at+jwt"
 
 
-class InvalidToken(Exception):
+class InvalidToken(Unauthenticated):
     """The token is not acceptable (401). The message is safe to show the caller."""
 
 
-class NoRole(Exception):
+class NoRole(NotAllowed):
     """A valid token whose holder has no role at the hub (403)."""
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 
 from hub.bench.workload import NEIGHBOURHOODS
 from hub.bus.kafka import admin, ensure_topics, wait_for_broker
+from hub.errors import HubError
 from hub.settings import Settings
 from hub.stack.broker import free_port, port_open, start_broker
 from hub.stack.local import child_env
@@ -135,7 +136,7 @@ def bench_env(base: Settings, opts: EnvOptions) -> Iterator[Settings]:
         yield settings
 
 
-class FusionDied(RuntimeError):
+class FusionDied(HubError, RuntimeError):
     pass
 
 

@@ -19,11 +19,12 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from hub.bench.workload import ROOT
+from hub.errors import HubError
 
 RESULTS_DIR = ROOT / "bench" / "results"
 
 
-class BenchFailed(RuntimeError):
+class BenchFailed(HubError, RuntimeError):
     """The benchmark could not run to the end (the message says where its logs are)."""
 
 

@@ -54,13 +54,10 @@ def run(
     what is pending first. Exit 0 on success (even with rejects), 1 when events are left in the
     outbox, 2 when the file, the mapping or the polygons cannot be used.
     """
-    from connectors.csv_source import SourceError
-    from connectors.mapping import MappingError
-    from connectors.outbox import OutboxBusy
-    from connectors.registry import UnknownConnector, load_connector
+    from connectors.registry import load_connector
     from connectors.report import summary_table
-    from connectors.run import ConnectorConfigError, RunOptions
-    from hub.store.communities import CommunityImportError
+    from connectors.run import RunOptions
+    from hub.errors import HubError
 
     if not logging.getLogger().handlers:  # a host (tests, the demo) may have set logging up
         logs.configure("WARNING", json=False)  # warnings (no polygons, broker down) as text
@@ -72,14 +69,7 @@ def run(
         with _progress(err, file) as advance:
             options = RunOptions(index, rejects, outbox, max_wait, on_progress=advance)
             report = connector.run(file, options)
-    except (
-        UnknownConnector,
-        MappingError,
-        SourceError,
-        CommunityImportError,
-        OutboxBusy,
-        ConnectorConfigError,
-    ) as exc:
+    except (HubError, OSError) as exc:  # OSError: the rejects file, the outbox directory
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(EXIT_UNUSABLE) from None
     err.print(summary_table(report))

@@ -17,10 +17,14 @@ from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, Self, get_args
 
+from pydantic import BaseModel, Field, create_model, model_validator
+
+from hub.configfile import KeyProblem, StrictModel, check_with, number, read_toml, validate
+from hub.errors import ConfigError
 from hub.fusion.incident.model import Verification
-from hub.fusion.rules import EVENT_TYPE, ROOT, read_toml
+from hub.fusion.rules import ROOT, EventTypeKey
 from schemas.event import Certainty, Severity
 
 SHIPPED = ROOT / "config" / "risk.toml"
@@ -33,13 +37,8 @@ MAX_HORIZON_MIN = 30 * 24 * 60.0
 MAX_CLOCK_LEAD_MIN = 7 * 24 * 60.0
 MAX_DECAY_CELLS = 100_000
 
-_TOP_KEYS = frozenset({"severity", "certainty", "verification", "recency", "levels", "stage"})
-_RECENCY_KEYS = frozenset({"half_life", "horizon", "types"})
-_LEVEL_KEYS = frozenset({"yellow", "orange", "red", "hysteresis", "negligible"})
-_STAGE_KEYS = frozenset({"decay_cells", "clock_lead"})
 
-
-class RiskConfigError(ValueError):
+class RiskConfigError(ConfigError, ValueError):
     """The risk file is invalid; the message names the file and the key."""
 
 
@@ -68,32 +67,24 @@ class RiskConfig:
     @classmethod
     def parse(cls, data: Mapping[str, Any], source: str = "<risk>") -> RiskConfig:
         """The configuration from a parsed TOML document; ``source`` names it in errors."""
-        _keys(data, _TOP_KEYS, source, "")
-        severity = _weights(data, "severity", get_args(Severity), source)
-        certainty = _weights(data, "certainty", get_args(Certainty), source)
-        verification = _weights(data, "verification", get_args(Verification), source)
-        if verification["refuted"] != 0:
-            raise _fail(source, "verification.refuted", "must be 0: a rumour carries no risk")
-        half_life, half_lives, horizon = _recency(_table(data, "recency", source), source)
-        levels = _table(data, "levels", source)
-        _keys(levels, _LEVEL_KEYS, source, "levels")
-        thresholds, hysteresis, negligible = _levels(levels, source)
-        stage = _table(data, "stage", source)
-        _keys(stage, _STAGE_KEYS, source, "stage")
-        decay_cells = _integer(stage["decay_cells"], source, "stage.decay_cells", MAX_DECAY_CELLS)
-        lead = _number(stage["clock_lead"], source, "stage.clock_lead", 0, MAX_CLOCK_LEAD_MIN)
+        file = validate(RiskFile, data, source, RiskConfigError)
+        severity = _weights_of(file.severity, get_args(Severity))
+        certainty = _weights_of(file.certainty, get_args(Certainty))
+        verification = _weights_of(file.verification, get_args(Verification))
+        recency, levels = file.recency, file.levels
+        half_lives = {name: timedelta(minutes=m) for name, m in recency.types.items()}
         return cls(
             severity=severity,
             certainty=certainty,
             verification=verification,
-            half_life=half_life,
-            half_lives=half_lives,
-            horizon=horizon,
-            thresholds=thresholds,
-            hysteresis=hysteresis,
-            negligible=negligible,
-            decay_cells=decay_cells,
-            clock_lead=timedelta(minutes=lead),
+            half_life=timedelta(minutes=recency.half_life),
+            half_lives=MappingProxyType(half_lives),
+            horizon=timedelta(minutes=recency.horizon),
+            thresholds=(levels.yellow, levels.orange, levels.red),
+            hysteresis=levels.hysteresis,
+            negligible=levels.negligible,
+            decay_cells=file.stage.decay_cells,
+            clock_lead=timedelta(minutes=file.stage.clock_lead),
             source=source,
         )
 
@@ -170,99 +161,107 @@ def _load_file(path: Path) -> RiskConfig:
     return RiskConfig.parse(read_toml(path, RiskConfigError), str(path))
 
 
-def _fail(source: str, key: str, problem: str) -> RiskConfigError:
-    return RiskConfigError(f"{source}: {key}: {problem}" if key else f"{source}: {problem}")
+# --- the file's shape --------------------------------------------------------------------------
 
 
-def _keys(table: Mapping[str, Any], expected: frozenset[str], source: str, at: str) -> None:
-    """Exactly the expected keys (``types`` of [recency] may be left out)."""
-    where = (lambda k: f"{at}.{k}") if at else (lambda k: k)
-    unknown = sorted(set(table) - expected)
-    if unknown:
-        listed = ", ".join(sorted(expected))
-        raise _fail(source, where(unknown[0]), f"unknown key (expected one of {listed})")
-    missing = sorted(expected - set(table) - {"types"})
-    if missing:
-        raise _fail(source, where(missing[0]), "missing")
-
-
-def _table(data: Mapping[str, Any], key: str, source: str, at: str = "") -> Mapping[str, Any]:
-    value = data.get(key, {})
-    if not isinstance(value, dict):
-        raise _fail(source, f"{at}{key}", "must be a table")
-    return value
-
-
-def _number(value: Any, source: str, key: str, low: float, high: float) -> float:
-    """A finite number within [low, high]."""
-    # bool is an int in Python, but `red = true` is a typo, not a threshold.
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise _fail(source, key, f"must be a number, got {value!r}")
-    if not low <= value <= high:
-        raise _fail(source, key, f"must be within [{low:g}, {high:g}], got {value!r}")
-    return float(value)
-
-
-def _positive(value: Any, source: str, key: str, high: float) -> float:
-    number = _number(value, source, key, 0, high)
-    if number == 0:
-        raise _fail(source, key, "must be > 0")
-    return number
-
-
-def _integer(value: Any, source: str, key: str, high: int) -> int:
+def _whole(value: Any, *, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
-        raise _fail(source, key, f"must be a whole number within [1, {high}], got {value!r}")
+        raise ValueError(f"must be a whole number within [1, {high}], got {value!r}")
     return value
 
 
-def _weights(
-    data: Mapping[str, Any], key: str, words: tuple[str, ...], source: str
-) -> Mapping[str, float]:
-    table = _table(data, key, source)
-    _keys(table, frozenset(words), source, key)
-    return MappingProxyType(
-        {w: _number(table[w], source, f"{key}.{w}", 0, MAX_WEIGHT) for w in words}
-    )
+def _fraction(value: Any) -> float:
+    share = number(value, low=0, high=1)
+    if share in (0, 1):
+        raise ValueError("must be a fraction strictly between 0 and 1")
+    return share
 
 
-def _recency(
-    table: Mapping[str, Any], source: str
-) -> tuple[timedelta, Mapping[str, timedelta], timedelta]:
-    _keys(table, _RECENCY_KEYS, source, "recency")
-    horizon = _positive(table["horizon"], source, "recency.horizon", MAX_HORIZON_MIN)
-    default = _positive(table["half_life"], source, "recency.half_life", horizon)
-    types = _table(table, "types", source, "recency.")
-    for name in types:
-        if not EVENT_TYPE.match(name):
-            raise _fail(source, f"recency.types.{name}", "not an event type")
-    minutes = {
-        name: _positive(value, source, f"recency.types.{name}", horizon)
-        for name, value in types.items()
-    }
-    half_lives = {name: timedelta(minutes=m) for name, m in minutes.items()}
-    return timedelta(minutes=default), MappingProxyType(half_lives), timedelta(minutes=horizon)
+Weight = Annotated[float, check_with(number, low=0, high=MAX_WEIGHT)]
+Score = Annotated[float, check_with(number, low=0, high=MAX_WEIGHT, positive=True)]
+Minutes = Annotated[float, check_with(number)]  # bounded by the horizon: see RecencyTable
 
 
-def _levels(
-    table: Mapping[str, Any], source: str
-) -> tuple[tuple[float, float, float], float, float]:
-    yellow, orange, red = (
-        _positive(table[k], source, f"levels.{k}", MAX_WEIGHT) for k in ("yellow", "orange", "red")
-    )
-    hysteresis = _number(table["hysteresis"], source, "levels.hysteresis", 0, 1)
-    if hysteresis in (0, 1):
-        raise _fail(source, "levels.hysteresis", "must be a fraction strictly between 0 and 1")
-    keep = 1 - hysteresis
-    for lower, upper, name in ((yellow, orange, "orange"), (orange, red, "red")):
-        if not upper * keep > lower:
-            raise _fail(
-                source,
-                f"levels.{name}",
-                f"x (1 - hysteresis) = {upper * keep:g} must exceed the level below ({lower:g}):"
-                " overlapping bands would make the levels flicker",
+def _weights(name: str, words: tuple[str, ...]) -> type[StrictModel]:
+    """A table with exactly one weight per word of a vocabulary (built from the vocabulary, so
+    the two cannot drift apart; mypy cannot see such a model's fields, hence the ignores)."""
+    fields: dict[str, Any] = {word: (Weight, ...) for word in words}
+    return create_model(name, __base__=StrictModel, **fields)
+
+
+SeverityWeights = _weights("SeverityWeights", get_args(Severity))
+CertaintyWeights = _weights("CertaintyWeights", get_args(Certainty))
+VerificationWeights = _weights("VerificationWeights", get_args(Verification))
+
+
+class RecencyTable(StrictModel):
+    half_life: Minutes
+    horizon: Annotated[float, check_with(number, low=0, high=MAX_HORIZON_MIN, positive=True)]
+    types: dict[EventTypeKey, Minutes] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _within_horizon(self) -> Self:
+        """Every half-life is > 0 and at most the horizon."""
+        minutes: list[tuple[tuple[str, ...], float]] = [(("half_life",), self.half_life)]
+        minutes += [(("types", name), m) for name, m in self.types.items()]
+        for loc, value in minutes:
+            try:
+                number(value, low=0, high=self.horizon, positive=True)
+            except ValueError as exc:
+                raise KeyProblem(*loc, problem=str(exc)) from None
+        return self
+
+
+class LevelsTable(StrictModel):
+    yellow: Score
+    orange: Score
+    red: Score
+    hysteresis: Annotated[float, check_with(_fraction)]
+    negligible: Weight
+
+    @model_validator(mode="after")
+    def _bands_apart(self) -> Self:
+        keep = 1 - self.hysteresis
+        for lower, upper, name in (
+            (self.yellow, self.orange, "orange"),
+            (self.orange, self.red, "red"),
+        ):
+            if not upper * keep > lower:
+                problem = (
+                    f"x (1 - hysteresis) = {upper * keep:g} must exceed the level below"
+                    f" ({lower:g}): overlapping bands would make the levels flicker"
+                )
+                raise KeyProblem(name, problem=problem)
+        if self.negligible >= self.yellow:
+            problem = f"must be below levels.yellow ({self.yellow:g})"
+            raise KeyProblem("negligible", problem=problem)
+        return self
+
+
+class StageTable(StrictModel):
+    decay_cells: Annotated[int, check_with(_whole, high=MAX_DECAY_CELLS)]
+    clock_lead: Annotated[float, check_with(number, low=0, high=MAX_CLOCK_LEAD_MIN)]
+
+
+class RiskFile(StrictModel):
+    """The whole file (see ``config/risk.toml``): every table and key, nothing else."""
+
+    severity: SeverityWeights  # type: ignore[valid-type]
+    certainty: CertaintyWeights  # type: ignore[valid-type]
+    verification: VerificationWeights  # type: ignore[valid-type]
+    recency: RecencyTable
+    levels: LevelsTable
+    stage: StageTable
+
+    @model_validator(mode="after")
+    def _no_rumour(self) -> Self:
+        if _weights_of(self.verification, get_args(Verification))["refuted"] != 0:
+            raise KeyProblem(
+                "verification", "refuted", problem="must be 0: a rumour carries no risk"
             )
-    floor = _number(table["negligible"], source, "levels.negligible", 0, MAX_WEIGHT)
-    if floor >= yellow:
-        raise _fail(source, "levels.negligible", f"must be below levels.yellow ({yellow:g})")
-    return (yellow, orange, red), hysteresis, floor
+        return self
+
+
+def _weights_of(table: BaseModel, words: tuple[str, ...]) -> Mapping[str, float]:
+    """The weights in the vocabulary's order."""
+    return MappingProxyType({word: getattr(table, word) for word in words})

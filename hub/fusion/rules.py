@@ -7,16 +7,27 @@ error naming the file and the key, so a typo never silently falls back to the de
 
 from __future__ import annotations
 
-import math
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple, Self
+
+from pydantic import Field, model_validator
+
+from hub.configfile import (
+    Flag,
+    KeyProblem,
+    StrictModel,
+    check_with,
+    number,
+    read_toml,
+    validate,
+)
+from hub.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "config" / "correlation.toml"
@@ -28,17 +39,13 @@ EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_DISTANCE_M = 50_000.0
 MAX_WINDOW_MIN = 7 * 24 * 60.0
 
-_TOP_KEYS = frozenset({"defaults", "types", "compatible", "sources"})
-_SOURCES_KEYS = frozenset({"same_place_m", "corroborate_within"})
 # Two sources corroborate when their reports lie within this share of the pair's reach.
 DEFAULT_CORROBORATE_WITHIN = 0.5
 # An automated source that reports two places farther apart than this reports two emergencies.
 DEFAULT_SAME_PLACE_M = 150.0
-_RULE_KEYS = frozenset({"distance_m", "window", "correlate"})
-_COMPATIBLE_KEYS = frozenset({"pairs"})
 
 
-class RulesError(ValueError):
+class RulesError(ConfigError, ValueError):
     """The rules file is invalid; the message names the file and the key."""
 
 
@@ -75,17 +82,12 @@ class Rules:
     @classmethod
     def parse(cls, data: Mapping[str, Any], source: str = "<rules>") -> Rules:
         """Rules from a parsed TOML document; ``source`` names it in errors."""
-        _check_keys(data, _TOP_KEYS, source, "")
-        default = _type_rule(
-            _table(data, "defaults", source), None, source, "defaults", require_all=True
-        )
-        types = {
-            name: _type_rule(entry, default, source, f"types.{name}")
-            for name, entry in _types_table(data, source).items()
-        }
-        compatible = _pairs(_table(data, "compatible", source), types, default, source)
-        sources = _table(data, "sources", source)
-        same_place, within = _sources(sources, source)
+        file = validate(RulesFile, data, source, RulesError)
+        d = file.defaults
+        default = TypeRule(d.distance_m, timedelta(minutes=d.window), d.correlate)
+        types = {name: table.rule(default) for name, table in file.types.items()}
+        compatible = frozenset({frozenset(pair) for pair in file.compatible.pairs})
+        same_place, within = file.sources.same_place_m, file.sources.corroborate_within
         return cls(default, MappingProxyType(types), compatible, source, same_place, within)
 
     def rule(self, event_type: str) -> TypeRule:
@@ -131,124 +133,90 @@ def _load_file(path: Path) -> Rules:
     return Rules.parse(read_toml(path, RulesError), str(path))
 
 
-def read_toml(path: Path, error: type[ValueError]) -> dict[str, Any]:
-    """A configuration file of ``config/``, or ``error`` saying why it cannot be read."""
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise error(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise error(f"{path}: not valid TOML: {exc}") from exc
+# --- the file's shape --------------------------------------------------------------------------
 
 
-def _fail(source: str, key: str, problem: str) -> RulesError:
-    return RulesError(f"{source}: {key}: {problem}" if key else f"{source}: {problem}")
-
-
-def _check_keys(table: Mapping[str, Any], allowed: frozenset[str], source: str, at: str) -> None:
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        where = f"{at}.{unknown[0]}" if at else unknown[0]
-        raise _fail(source, where, f"unknown key (expected one of {', '.join(sorted(allowed))})")
-
-
-def _table(data: Mapping[str, Any], key: str, source: str) -> Mapping[str, Any]:
-    value = data.get(key, {})
-    if not isinstance(value, dict):
-        raise _fail(source, key, "must be a table")
+def event_type(value: Any, *, named: bool = False) -> str:
+    """An event type code; ``named``: the message quotes the value (a key's message need not,
+    the key is in the location already)."""
+    if not isinstance(value, str) or not EVENT_TYPE.match(value):
+        raise ValueError(
+            f"{value!r} is not an event type"
+            if named
+            else f"not an event type ({EVENT_TYPE.pattern})"
+        )
     return value
 
 
-def _types_table(data: Mapping[str, Any], source: str) -> Mapping[str, Mapping[str, Any]]:
-    types = _table(data, "types", source)
-    for name, entry in types.items():
-        if not EVENT_TYPE.match(name):
-            raise _fail(source, f"types.{name}", "not an event type (^[a-z][a-z0-9_]{0,63}$)")
-        if not isinstance(entry, dict):
-            raise _fail(source, f"types.{name}", "must be a table")
-    return types
+EventTypeKey = Annotated[str, check_with(event_type)]  # a table named by an event type
+EventTypeValue = Annotated[str, check_with(event_type, named=True)]
+Distance = Annotated[float, check_with(number, positive=True, high=MAX_DISTANCE_M)]
+Minutes = Annotated[float, check_with(number, positive=True, high=MAX_WINDOW_MIN)]
+Share = Annotated[float, check_with(number, positive=True, high=1.0)]
 
 
-def _number(value: Any, source: str, key: str, upper: float) -> float:
-    # bool is an int in Python, but `distance_m = true` is a typo, not a distance.
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _fail(source, key, f"must be a number, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise _fail(source, key, f"must be a number > 0, got {value!r}")
-    if value > upper:
-        raise _fail(source, key, f"must be at most {upper:g}, got {value!r}")
-    return float(value)
+class DefaultsTable(StrictModel):
+    distance_m: Distance
+    window: Minutes
+    correlate: Flag
 
 
-def _type_rule(
-    entry: Mapping[str, Any],
-    default: TypeRule | None,
-    source: str,
-    at: str,
-    *,
-    require_all: bool = False,
-) -> TypeRule:
-    _check_keys(entry, _RULE_KEYS, source, at)
-    if require_all:
-        missing = sorted(_RULE_KEYS - set(entry))
-        if missing:
-            raise _fail(source, f"{at}.{missing[0]}", "missing")
-    correlate = entry.get("correlate", default.correlate if default else True)
-    if not isinstance(correlate, bool):
-        raise _fail(source, f"{at}.correlate", f"must be true or false, got {correlate!r}")
-    distance = (
-        _number(entry["distance_m"], source, f"{at}.distance_m", MAX_DISTANCE_M)
-        if "distance_m" in entry
-        else _inherited(default).distance_m
-    )
-    window = (
-        timedelta(minutes=_number(entry["window"], source, f"{at}.window", MAX_WINDOW_MIN))
-        if "window" in entry
-        else _inherited(default).window
-    )
-    return TypeRule(distance, window, correlate)
+class TypeTable(StrictModel):
+    """[types.<event_type>]: a key left out (None) is taken from [defaults]."""
+
+    distance_m: Distance | None = None
+    window: Minutes | None = None
+    correlate: Flag | None = None
+
+    def rule(self, default: TypeRule) -> TypeRule:
+        return TypeRule(
+            default.distance_m if self.distance_m is None else self.distance_m,
+            default.window if self.window is None else timedelta(minutes=self.window),
+            default.correlate if self.correlate is None else self.correlate,
+        )
 
 
-def _inherited(default: TypeRule | None) -> TypeRule:
-    assert default is not None, "[defaults] requires every key, checked before"
-    return default
+def _pair(value: Any) -> tuple[str, str]:
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(t, str) for t in value)):
+        raise ValueError(f"must be a pair of two type names, got {value!r}")
+    for name in value:
+        event_type(name, named=True)
+    if value[0] == value[1]:
+        raise ValueError(f"{value[0]!r} twice: equal types are always compatible")
+    return value[0], value[1]
 
 
-def _sources(table: Mapping[str, Any], source: str) -> tuple[float, float]:
-    """[sources]: same_place_m (metres) and corroborate_within (a share of the reach, <= 1)."""
-    _check_keys(table, _SOURCES_KEYS, source, "sources")
-    same = table.get("same_place_m", DEFAULT_SAME_PLACE_M)
-    within = table.get("corroborate_within", DEFAULT_CORROBORATE_WITHIN)
-    return (
-        _number(same, source, "sources.same_place_m", MAX_DISTANCE_M),
-        _number(within, source, "sources.corroborate_within", 1.0),
-    )
+class CompatibleTable(StrictModel):
+    pairs: list[Annotated[tuple[str, str], check_with(_pair)]] = Field(default_factory=list)
 
 
-def _is_pair(value: Any) -> bool:
-    return isinstance(value, list) and len(value) == 2 and all(isinstance(t, str) for t in value)
+class SourcesTable(StrictModel):
+    same_place_m: Distance = DEFAULT_SAME_PLACE_M
+    corroborate_within: Share = DEFAULT_CORROBORATE_WITHIN
 
 
-def _pairs(
-    table: Mapping[str, Any], types: Mapping[str, TypeRule], default: TypeRule, source: str
-) -> frozenset[frozenset[str]]:
-    _check_keys(table, _COMPATIBLE_KEYS, source, "compatible")
-    pairs = table.get("pairs", [])
-    if not isinstance(pairs, list):
-        raise _fail(source, "compatible.pairs", "must be a list of [type, type] pairs")
-    seen: set[frozenset[str]] = set()
-    for i, pair in enumerate(pairs):
-        key = f"compatible.pairs[{i}]"
-        if not _is_pair(pair):
-            raise _fail(source, key, f"must be a pair of two type names, got {pair!r}")
-        for name in pair:
-            if not EVENT_TYPE.match(name):
-                raise _fail(source, key, f"{name!r} is not an event type")
-            if not types.get(name, default).correlate:
-                raise _fail(source, key, f"{name!r} has correlate = false: it links to nothing")
-        if pair[0] == pair[1]:
-            raise _fail(source, key, f"{pair[0]!r} twice: equal types are always compatible")
-        if frozenset(pair) in seen:
-            raise _fail(source, key, f"{pair!r} repeats an earlier pair")
-        seen.add(frozenset(pair))
-    return frozenset(seen)
+class RulesFile(StrictModel):
+    """The whole file (see ``config/correlation.toml`` for every key)."""
+
+    defaults: DefaultsTable
+    types: dict[EventTypeKey, TypeTable] = Field(default_factory=dict)
+    compatible: CompatibleTable = Field(default_factory=CompatibleTable)
+    sources: SourcesTable = Field(default_factory=SourcesTable)
+
+    @model_validator(mode="after")
+    def _pairs_link(self) -> Self:
+        seen: set[frozenset[str]] = set()
+        for i, pair in enumerate(self.compatible.pairs):
+            for name in pair:
+                if not self._correlates(name):
+                    problem = f"{name!r} has correlate = false: it links to nothing"
+                    raise KeyProblem("compatible", "pairs", i, problem=problem)
+            if frozenset(pair) in seen:
+                problem = f"{list(pair)!r} repeats an earlier pair"
+                raise KeyProblem("compatible", "pairs", i, problem=problem)
+            seen.add(frozenset(pair))
+        return self
+
+    def _correlates(self, name: str) -> bool:
+        own = self.types.get(name)
+        return self.defaults.correlate if own is None or own.correlate is None else own.correlate

@@ -11,16 +11,29 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Self, get_args
 
-from hub.fusion.rules import EVENT_TYPE, ROOT, RulesError, read_toml
+from pydantic import Field, model_validator
+
+from hub.configfile import (
+    KeyProblem,
+    Problem,
+    StrictModel,
+    Text,
+    check_with,
+    dotted_line,
+    number,
+    one_of,
+    read_toml,
+    validate,
+)
+from hub.fusion.rules import ROOT, EventTypeKey, EventTypeValue, RulesError
 
 SHIPPED = ROOT / "config" / "thresholds.toml"
 
@@ -34,13 +47,6 @@ CONNECTOR = "hub-thresholds"  # source.connector of the warnings fusion derives
 NAMESPACE = uuid.UUID("5d7f0c3a-2b8e-5f41-a9d6-3c1e7b4f8a20")
 
 Direction = Literal["above", "below"]
-
-_TOP_KEYS = frozenset({"types", "communities"})
-_COMMUNITY_KEYS = frozenset({"types"})
-_RULE_KEYS = frozenset(
-    {"property", "unit", "direction", "warning_type", "yellow", "orange", "red", "band"}
-)
-_REQUIRED = _RULE_KEYS - {"property"}
 
 
 class ThresholdsError(RulesError):
@@ -121,20 +127,17 @@ class Thresholds:
     @classmethod
     def parse(cls, data: Mapping[str, Any], source: str = "<thresholds>") -> Thresholds:
         """Thresholds from a parsed TOML document; ``source`` names it in errors."""
-        _keys(data, _TOP_KEYS, source, "")
-        raw_types = _types(data, "types", source, "")
-        types = {t: _rule(entry, source, f"types.{t}") for t, entry in raw_types.items()}
-        communities = {}
-        for cid, table in _table(data, "communities", source, "communities").items():
-            at = f"communities.{json.dumps(cid, ensure_ascii=False)}"
-            if not cid.strip() or not isinstance(table, dict):
-                raise _fail(source, at, "must be a table named by a community id")
-            _keys(table, _COMMUNITY_KEYS, source, at)
-            own = {
-                t: _rule({**raw_types.get(t, {}), **entry}, source, f"{at}.types.{t}")
-                for t, entry in _types(table, "types", source, f"{at}.").items()
-            }
-            communities[cid] = MappingProxyType(own)
+        file = validate(ThresholdsFile, data, source, ThresholdsError, line=_line)
+        types = {t: table.rule(f"{source}#types.{t}") for t, table in file.types.items()}
+        communities = {
+            cid: MappingProxyType(
+                {
+                    t: table.rule(f"{source}#communities.{_quoted(cid)}.types.{t}")
+                    for t, table in community.types.items()
+                }
+            )
+            for cid, community in file.communities.items()
+        }
         return cls(MappingProxyType(types), MappingProxyType(communities), source)
 
     def rule(self, event_type: str, community_id: str | None) -> ThresholdRule | None:
@@ -161,84 +164,103 @@ def _load_file(path: Path) -> Thresholds:
     )
 
 
-# --- validation -------------------------------------------------------------------------------
+# --- the file's shape --------------------------------------------------------------------------
+
+Limit = Annotated[float, check_with(number, noun="a finite number")]
 
 
-def _fail(source: str, key: str, problem: str) -> ThresholdsError:
-    return ThresholdsError(f"{source}: {key}: {problem}" if key else f"{source}: {problem}")
+class RuleTable(StrictModel):
+    """[types.<event_type>] (or a community's override, merged with it): one rule."""
 
+    property: Text = "value"
+    unit: Text
+    direction: Annotated[Direction, check_with(one_of, words=get_args(Direction))]
+    warning_type: EventTypeValue
+    yellow: Limit
+    orange: Limit
+    red: Limit
+    band: Limit
 
-def _keys(table: Mapping[str, Any], allowed: frozenset[str], source: str, at: str) -> None:
-    for key in sorted(table):
-        if key not in allowed:
-            where = f"{at}.{key}" if at else key
-            raise _fail(
-                source, where, f"unknown key (expected one of {', '.join(sorted(allowed))})"
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        limits = (self.yellow, self.orange, self.red)
+        sign = 1.0 if self.direction == "above" else -1.0
+        gap = min(sign * (b - a) for a, b in itertools.pairwise(limits))
+        if gap <= 0:
+            order = "rise" if self.direction == "above" else "fall"
+            raise KeyProblem(
+                "orange", problem=f"yellow, orange, red must {order} strictly: {limits}"
             )
-
-
-def _table(data: Mapping[str, Any], key: str, source: str, at: str) -> Mapping[str, Any]:
-    value = data.get(key, {})
-    if not isinstance(value, dict):
-        raise _fail(source, at, "must be a table")
-    return value
-
-
-def _types(data: Mapping[str, Any], key: str, source: str, prefix: str) -> dict[str, Any]:
-    types = _table(data, key, source, f"{prefix}{key}")
-    for name, entry in types.items():
-        if not EVENT_TYPE.match(name):
-            raise _fail(
-                source, f"{prefix}types.{name}", "not an event type (^[a-z][a-z0-9_]{0,63}$)"
+        if not 0 <= self.band < gap:
+            problem = (
+                f"must be >= 0 and below the gap between two limits ({gap:g}), got {self.band:g}"
             )
-        if not isinstance(entry, dict):
-            raise _fail(source, f"{prefix}types.{name}", "must be a table")
-    return dict(types)
+            raise KeyProblem("band", problem=problem)
+        return self
 
-
-def _finite(value: Any, source: str, key: str) -> float:
-    # bool is an int in Python, but `band = true` is a typo, not a number.
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise _fail(source, key, f"must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _text(value: Any, source: str, key: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise _fail(source, key, f"must be a non-empty string, got {value!r}")
-    return value
-
-
-def _rule(entry: Mapping[str, Any], source: str, at: str) -> ThresholdRule:
-    _keys(entry, _RULE_KEYS, source, at)
-    missing = sorted(_REQUIRED - set(entry))
-    if missing:
-        raise _fail(source, f"{at}.{missing[0]}", "missing")
-    direction = entry["direction"]
-    if direction not in ("above", "below"):
-        raise _fail(source, f"{at}.direction", f'must be "above" or "below", got {direction!r}')
-    warning_type = _text(entry["warning_type"], source, f"{at}.warning_type")
-    if not EVENT_TYPE.match(warning_type):
-        raise _fail(source, f"{at}.warning_type", f"{warning_type!r} is not an event type")
-    limits = tuple(_finite(entry[lvl], source, f"{at}.{lvl}") for lvl in RAISED)
-    sign = 1.0 if direction == "above" else -1.0
-    gaps = [sign * (b - a) for a, b in itertools.pairwise(limits)]
-    if min(gaps) <= 0:
-        order = "rise" if direction == "above" else "fall"
-        raise _fail(source, f"{at}.orange", f"yellow, orange, red must {order} strictly: {limits}")
-    band = _finite(entry["band"], source, f"{at}.band")
-    if not 0 <= band < min(gaps):
-        raise _fail(
-            source,
-            f"{at}.band",
-            f"must be >= 0 and below the gap between two limits ({min(gaps):g}), got {band:g}",
+    def rule(self, source: str) -> ThresholdRule:
+        return ThresholdRule(
+            property=self.property,
+            unit=self.unit,
+            direction=self.direction,
+            warning_type=self.warning_type,
+            limits=(self.yellow, self.orange, self.red),
+            band=self.band,
+            source=source,
         )
-    return ThresholdRule(
-        property=_text(entry.get("property", "value"), source, f"{at}.property"),
-        unit=_text(entry["unit"], source, f"{at}.unit"),
-        direction=direction,
-        warning_type=warning_type,
-        limits=(limits[0], limits[1], limits[2]),
-        band=band,
-        source=f"{source}#{at}",
+
+
+def _community_id(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be a table named by a community id")
+    return value
+
+
+class CommunityTable(StrictModel):
+    types: dict[EventTypeKey, RuleTable] = Field(default_factory=dict)
+
+
+class ThresholdsFile(StrictModel):
+    """The whole file (see ``config/thresholds.toml`` for every key)."""
+
+    types: dict[EventTypeKey, RuleTable] = Field(default_factory=dict)
+    communities: dict[Annotated[str, check_with(_community_id)], CommunityTable] = Field(
+        default_factory=dict
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inherit(cls, data: Any) -> Any:
+        """An override takes the keys it omits from [types.<event_type>]: merged before the
+        checks, so each override is checked as the whole rule it makes."""
+        base, communities = _get_table(data, "types"), _get_table(data, "communities")
+        if base is None or communities is None:
+            return data  # not tables: the checks say so
+        merged = {}
+        for cid, table in communities.items():
+            own = _get_table(table, "types")
+            if own is not None:
+                table = {**table, "types": {t: _merged(base.get(t), e) for t, e in own.items()}}
+            merged[cid] = table
+        return {**data, "communities": merged}
+
+
+def _get_table(data: Any, key: str) -> dict[str, Any] | None:
+    value = data.get(key, {}) if isinstance(data, dict) else None
+    return value if isinstance(value, dict) else None
+
+
+def _merged(base: Any, entry: Any) -> Any:
+    return {**base, **entry} if isinstance(base, dict) and isinstance(entry, dict) else entry
+
+
+def _line(problem: Problem) -> str:
+    """As every file's, but with the community id quoted (it may hold spaces and dots)."""
+    loc = list(problem.loc)
+    if len(loc) > 1 and loc[0] == "communities":
+        loc[1] = _quoted(str(loc[1]))
+    return dotted_line(problem, loc)
+
+
+def _quoted(community_id: str) -> str:
+    return json.dumps(community_id, ensure_ascii=False)

@@ -29,6 +29,7 @@ from kafka.errors import KafkaError
 from sqlalchemy.engine import make_url
 
 from hub.bus.kafka import ensure_topics
+from hub.errors import HubError
 from hub.settings import Settings, get_settings
 from hub.stack.broker import broker_command, port_open
 from hub.stack.process import PidRecord, Processes, StopOutcome, uptime_of
@@ -81,7 +82,7 @@ class UpReport:
         return tuple(n for n, o in self.outcomes.items() if o == "started")
 
 
-class StackError(RuntimeError):
+class StackError(HubError, RuntimeError):
     """A service did not come up; carries its name and the tail of its log."""
 
     def __init__(self, service: str, message: str, log_tail: str = "") -> None:

@@ -14,9 +14,10 @@ from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
 from geo.assign import CommunityIndex
+from hub.errors import InvalidInput
 
 
-class CommunityImportError(ValueError):
+class CommunityImportError(InvalidInput, ValueError):
     """The file cannot be imported as it is (the message says why)."""
 
 

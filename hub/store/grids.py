@@ -20,12 +20,13 @@ import shapely
 from shapely.geometry import MultiPolygon, Polygon, shape
 
 from geo.grids import H3_PREFIX, GridIndex, h3_cell_polygon, h3_index
+from hub.errors import InvalidInput
 
 OUTSIDE_WARN_SHARE = 0.01  # a cell with more of its area outside its community is reported
 MAX_PROBLEMS_SHOWN = 10
 
 
-class GridImportError(ValueError):
+class GridImportError(InvalidInput, ValueError):
     """The grid cannot be imported as it is (the message says why)."""
 
 
