@@ -62,7 +62,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, get_args
+from typing import get_args
 from urllib.parse import quote
 
 import numpy as np
@@ -71,18 +71,12 @@ from hub.fusion.geometry import EARTH_RADIUS_M, hav, hav_limit, metres
 from hub.fusion.geometry import SPHEROID_MARGIN as SPHEROID_MARGIN  # re-exported
 from hub.fusion.rules import Rules
 from schemas.event import Certainty, Severity, Status
+from schemas.picture import CERTAINTY_ORDER, NOT_CREDIBLE, SEVERITY_ORDER, Decision, Verification
 
 NAMESPACE = uuid.UUID("0b8f3d6e-7a41-5c2e-9f10-4d6a8c2b1e57")
 
-Decision = Literal["verified", "refuted"]
-Verification = Literal["reported", "corroborated", "verified", "refuted"]
-
-# CAP's orders, most serious / most certain first.
-SEVERITY_ORDER: tuple[str, ...] = ("Extreme", "Severe", "Moderate", "Minor", "Unknown")
-CERTAINTY_ORDER: tuple[str, ...] = ("Observed", "Likely", "Possible", "Unlikely", "Unknown")
 _SEVERITY_RANK = {word: -i for i, word in enumerate(SEVERITY_ORDER)}  # higher = more severe
 _CERTAINTY_RANK = {word: -i for i, word in enumerate(CERTAINTY_ORDER)}
-NOT_CREDIBLE = frozenset({"Unlikely", "Unknown"})
 _STATUSES = frozenset(get_args(Status))
 
 

@@ -17,16 +17,15 @@ from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
-from hub.fusion.correlate import Verification
 from hub.fusion.rules import EVENT_TYPE, ROOT, read_toml
 from schemas.event import Certainty, Severity
+from schemas.picture import RISK_LEVELS as LEVELS
+from schemas.picture import RiskLevel as Level
+from schemas.picture import Verification
 
 SHIPPED = ROOT / "config" / "risk.toml"
-
-Level = Literal["blue", "yellow", "orange", "red"]
-LEVELS: tuple[Level, ...] = get_args(Level)  # in rising order
 
 MAX_WEIGHT = 1_000.0
 MAX_HORIZON_MIN = 30 * 24 * 60.0

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import polars as pl
 
-from hub.fusion.correlate import CERTAINTY_ORDER, NOT_CREDIBLE, SEVERITY_ORDER
 from hub.fusion.geometry import EARTH_RADIUS_M
 from hub.fusion.rules import Rules
+from schemas.picture import CERTAINTY_ORDER, NOT_CREDIBLE, SEVERITY_ORDER
 
 # Rank = how serious (or certain): higher is more.
 _SEVERITY_RANK = {word: len(SEVERITY_ORDER) - i for i, word in enumerate(SEVERITY_ORDER)}
