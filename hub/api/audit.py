@@ -17,8 +17,8 @@ from pydantic import BaseModel, Field
 
 from hub.api.deps import Access, SettingsDep, get_access
 from hub.api.errors import problem_responses
-from hub.api.events import NO_NUL, parse_rfc3339
 from hub.api.geojson import JSONBytesResponse, Link, absolute_url, dumps, link
+from hub.api.params import NO_NUL, limit_param, optional_instant, since_param
 from hub.audit import store
 
 router = APIRouter(tags=["audit"])
@@ -97,12 +97,12 @@ def audit_trail(
         str | None,
         Query(min_length=1, max_length=500, pattern=NO_NUL, description="default: the caller"),
     ] = None,
-    since: Annotated[str | None, Query(description="at >= since; RFC 3339 with an offset")] = None,
+    since: Annotated[str | None, since_param("at", example=False)] = None,
     after: Annotated[int, Query(ge=0, description="the last id seen; from a next link")] = 0,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="page size")] = 100,
+    limit: int = limit_param(MAX_LIMIT),
 ) -> JSONBytesResponse:
     whose = _whose(access, subject)
-    start = parse_rfc3339("since", since) if since is not None else None
+    start = optional_instant("since", since)
     conn = cast("psycopg.Connection[Any]", access.session.connection().connection.driver_connection)
     # On the request's own transaction: row-level security sees the principal set for it.
     entries = store.trail(conn, subject=whose, since=start, after_id=after, limit=limit + 1)

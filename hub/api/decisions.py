@@ -30,11 +30,12 @@ from starlette.responses import JSONResponse, Response
 from geo.tiles import event_key
 from hub.api.deps import Access, SettingsDep, get_access
 from hub.api.errors import Conflict, Forbidden, NotFound, problem_responses
-from hub.api.events import NO_NUL
 from hub.api.geojson import absolute_url
+from hub.api.params import NO_NUL
 from hub.api.producer import BrokerUnavailable, event_producer
 from hub.store import incident_queries
 from schemas.event import DECISION_SOURCE, Event
+from schemas.picture import Decision
 
 router = APIRouter(tags=["incidents"])
 
@@ -43,7 +44,7 @@ POLL_S = 0.1
 
 
 class VerificationRequest(BaseModel):
-    decision: Literal["verified", "refuted"] = Field(
+    decision: Decision = Field(
         description="verified: confirmed; refuted: a rumour (it stays visible as refuted)"
     )
     reason: str = Field(min_length=1, max_length=1000, pattern=NO_NUL, description="why")
@@ -56,7 +57,7 @@ class SplitRequest(BaseModel):
 
 class DecisionResult(BaseModel):
     incident_id: uuid.UUID = Field(description="the incident decided on (its current id)")
-    decision: Literal["verified", "refuted", "split"]
+    decision: Literal[Decision, "split"]
     event_id: uuid.UUID = Field(description="the verification event in the log")
     applied: bool = Field(description="fusion applied it before this answer")
     split_incident_id: uuid.UUID | None = Field(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import orjson
 import shapely
@@ -23,16 +23,7 @@ from starlette.responses import RedirectResponse, Response
 
 from hub.api.deps import SettingsDep
 from hub.api.errors import BadRequest, NotFound, problem_responses
-from hub.api.events import (
-    NO_NUL,
-    Page,
-    ReadAccess,
-    encode_cursor,
-    paging,
-    parse_bbox,
-    parse_rfc3339,
-    text_param,
-)
+from hub.api.events import ReadAccess
 from hub.api.geojson import (
     FeatureBase,
     FeatureCollectionBase,
@@ -43,6 +34,19 @@ from hub.api.geojson import (
     feature_page,
     fragment,
     link,
+)
+from hub.api.params import (
+    NO_NUL,
+    BBoxParam,
+    CategoryParam,
+    EventTypeParam,
+    Page,
+    StatusParam,
+    encode_cursor,
+    optional_bbox,
+    optional_instant,
+    paging,
+    since_param,
 )
 from hub.store import incident_queries
 from hub.store.incident_queries import IncidentFilter, Near
@@ -56,6 +60,7 @@ from schemas.event import (
     Severity,
     Status,
 )
+from schemas.picture import IncidentState, Verification
 
 router = APIRouter(tags=["incidents"])
 
@@ -69,13 +74,10 @@ MAX_WITHIN_CHARS = 8_000
 MAX_REPORTS = 100
 MAX_REPORT_CHARS = MAX_REPORTS * 45  # room for URN or braced forms; the count is checked apart
 
-Verification = Literal["reported", "corroborated", "verified", "refuted"]
-State = Literal["open", "closed"]
-
 
 class IncidentProperties(BaseModel):
     status: Status = Field(description="the picture: actual, or a drill (exercise, test)")
-    state: State
+    state: IncidentState
     category: Category = Field(description="the CAP category of its earliest report")
     event_type: str
     severity: Severity = Field(description="the highest credible severity of its reports")
@@ -222,14 +224,7 @@ def parse_reports(value: str) -> tuple[uuid.UUID, ...]:
 
 
 def incident_filter(
-    bbox: Annotated[
-        str | None,
-        Query(
-            description="minLon,minLat,maxLon,maxLat (WGS84); incidents whose geometry "
-            "intersects it",
-            examples=["-122.42,37.77,-122.40,37.79"],
-        ),
-    ] = None,
+    bbox: BBoxParam = None,
     within: Annotated[
         str | None,
         Query(
@@ -250,22 +245,13 @@ def incident_filter(
             examples=["-122.41,37.78,500"],
         ),
     ] = None,
-    category: Annotated[str | None, text_param("CAP category, e.g. Fire")] = None,
-    event_type: Annotated[str | None, text_param("e.g. fire")] = None,
+    category: CategoryParam = None,
+    event_type: EventTypeParam = None,
     severity: Annotated[Severity | None, Query(description="CAP severity")] = None,
     verification: Annotated[Verification | None, Query()] = None,
-    state: Annotated[State | None, Query()] = None,
-    status: Annotated[
-        Status,
-        Query(description="the picture: actual, or the drills (exercise, test) when asked"),
-    ] = "actual",
-    since: Annotated[
-        str | None,
-        Query(
-            description="last_observed_at >= since; RFC 3339 with an offset",
-            examples=["2018-12-01T00:00:00-08:00"],
-        ),
-    ] = None,
+    state: Annotated[IncidentState | None, Query()] = None,
+    status: StatusParam = "actual",
+    since: Annotated[str | None, since_param("last_observed_at")] = None,
     report: Annotated[
         str | None,
         Query(
@@ -280,7 +266,7 @@ def incident_filter(
     ] = None,
 ) -> IncidentFilter:
     return IncidentFilter(
-        bbox=parse_bbox(bbox) if bbox is not None else None,
+        bbox=optional_bbox(bbox),
         within_wkb=parse_within(within) if within is not None else None,
         near=parse_near(near) if near is not None else None,
         category=category,
@@ -289,7 +275,7 @@ def incident_filter(
         verification=verification,
         state=state,
         status=status,
-        since=parse_rfc3339("since", since) if since is not None else None,
+        since=optional_instant("since", since),
         reports=parse_reports(report) if report is not None else None,
     )
 

@@ -18,7 +18,6 @@ from sqlalchemy import Row
 
 from hub.api.deps import Access, SettingsDep, get_access
 from hub.api.errors import problem_responses
-from hub.api.events import Page, encode_cursor, paging, text_param
 from hub.api.geojson import (
     FeatureBase,
     FeatureCollectionBase,
@@ -31,6 +30,7 @@ from hub.api.geojson import (
     fragment,
     link,
 )
+from hub.api.params import CommunityParam, Page, StatusParam, encode_cursor, paging, text_param
 from hub.settings import Settings
 from hub.store import resource_queries
 from hub.store.resource_queries import (
@@ -179,9 +179,6 @@ def page_links(
 
 # --- endpoints ------------------------------------------------------------------------------
 
-StatusParam = Annotated[
-    Status, Query(description="the picture: actual, or the drills (exercise, test) when asked")
-]
 ResourceTypeParam = Annotated[str | None, text_param("resource type code, e.g. drinking_water")]
 
 
@@ -205,7 +202,7 @@ def list_resources(
     settings: SettingsDep,
     access: ResourceAccess,
     status: StatusParam = "actual",
-    community: Annotated[str | None, text_param("community id, exact; URL-encoded")] = None,
+    community: CommunityParam = None,
     resource_type: ResourceTypeParam = None,
     direction: Annotated[Direction | None, Query(description="available or needed")] = None,
     page: Page = Depends(paging(MAX_LIMIT)),

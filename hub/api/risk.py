@@ -18,7 +18,6 @@ from sqlalchemy import Row
 
 from hub.api.deps import Access, SettingsDep, ZoneCache, get_access
 from hub.api.errors import problem_responses
-from hub.api.events import Page, encode_cursor, paging, parse_bbox, text_param
 from hub.api.geojson import (
     FeatureBase,
     FeatureCollectionBase,
@@ -26,12 +25,21 @@ from hub.api.geojson import (
     feature_page,
     fragment,
 )
+from hub.api.params import (
+    BBoxParam,
+    CommunityParam,
+    Page,
+    StatusParam,
+    encode_cursor,
+    optional_bbox,
+    paging,
+)
 from hub.auth.policy import neighbour_zone
-from hub.fusion.risk import Level
 from hub.settings import Settings
 from hub.store import risk_queries
 from hub.store.risk_queries import RiskFilter
 from schemas.event import MultiPolygon, Status
+from schemas.picture import RiskLevel
 
 router = APIRouter(tags=["risk"])
 
@@ -55,7 +63,9 @@ class RiskProperties(BaseModel):
         description="the sum of its open incidents' weights (severity x certainty x "
         "verification, halved every half-life of the event type), rounded to 2 decimals"
     )
-    level: Level = Field(description="four colours; a level falls only well below its threshold")
+    level: RiskLevel = Field(
+        description="four colours; a level falls only well below its threshold"
+    )
     level_since: datetime = Field(description="when the cell reached its level (picture time)")
     incidents: int = Field(description="the open incidents that count in the cell")
     as_of: datetime = Field(
@@ -129,26 +139,17 @@ def list_risk(
     request: Request,
     settings: SettingsDep,
     access: RiskAccess,
-    status: Annotated[
-        Status,
-        Query(description="the picture: actual, or the drills (exercise, test) when asked"),
-    ] = "actual",
-    bbox: Annotated[
-        str | None,
-        Query(
-            description="minLon,minLat,maxLon,maxLat (WGS84); cells that intersect it",
-            examples=["-122.42,37.77,-122.40,37.79"],
-        ),
-    ] = None,
-    community: Annotated[str | None, text_param("community id, exact; URL-encoded")] = None,
+    status: StatusParam = "actual",
+    bbox: BBoxParam = None,
+    community: CommunityParam = None,
     min_level: Annotated[
-        Level, Query(description="the lowest level listed; blue lists every stored cell")
+        RiskLevel, Query(description="the lowest level listed; blue lists every stored cell")
     ] = "yellow",
     page: Page = Depends(paging(MAX_LIMIT)),
 ) -> GeoJSONResponse:
     filters = RiskFilter(
         status=status,
-        bbox=parse_bbox(bbox) if bbox is not None else None,
+        bbox=optional_bbox(bbox),
         community=community,
         min_level=min_level,
     )

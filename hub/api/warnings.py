@@ -8,22 +8,14 @@ way, features with the incident's properties, paging by update sequence; plus ``
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import Field
 
 from hub.api.deps import SettingsDep
 from hub.api.errors import problem_responses
-from hub.api.events import (
-    Page,
-    ReadAccess,
-    encode_cursor,
-    paging,
-    parse_bbox,
-    parse_rfc3339,
-    text_param,
-)
+from hub.api.events import ReadAccess
 from hub.api.geojson import FeatureCollectionBase, GeoJSONResponse, feature_page
 from hub.api.incidents import (
     MAX_LIMIT,
@@ -31,13 +23,22 @@ from hub.api.incidents import (
     IncidentProperties,
     incident_feature,
 )
+from hub.api.params import (
+    BBoxParam,
+    Page,
+    StatusParam,
+    encode_cursor,
+    optional_bbox,
+    optional_instant,
+    paging,
+    since_param,
+    text_param,
+)
 from hub.store import warning_queries
 from hub.store.warning_queries import WarningFilter, WarningRow
-from schemas.event import Status
+from schemas.picture import RaisedLevel
 
 router = APIRouter(tags=["warnings"])
-
-Level = Literal["yellow", "orange", "red"]
 
 
 class WarningProperties(IncidentProperties):
@@ -46,7 +47,7 @@ class WarningProperties(IncidentProperties):
         "within the neighbour distance (default 2 km, geodesic) of it"
     )
     flagged_to_caller: bool = Field(description="the caller is a community among `neighbours`")
-    level: Level | None = Field(
+    level: RaisedLevel | None = Field(
         description="the highest threshold level among its sensor warnings the caller may see; "
         "null when it has none (a received alert, not a sensor's crossing)"
     )
@@ -62,25 +63,9 @@ class WarningCollection(FeatureCollectionBase):
 
 
 def warning_filter(
-    status: Annotated[
-        Status,
-        Query(description="the picture: actual, or the drills (exercise, test) when asked"),
-    ] = "actual",
-    bbox: Annotated[
-        str | None,
-        Query(
-            description="minLon,minLat,maxLon,maxLat (WGS84); warnings whose geometry "
-            "intersects it",
-            examples=["-122.42,37.77,-122.40,37.79"],
-        ),
-    ] = None,
-    since: Annotated[
-        str | None,
-        Query(
-            description="last_observed_at >= since; RFC 3339 with an offset",
-            examples=["2018-12-01T00:00:00-08:00"],
-        ),
-    ] = None,
+    status: StatusParam = "actual",
+    bbox: BBoxParam = None,
+    since: Annotated[str | None, since_param("last_observed_at")] = None,
     community: Annotated[
         str | None,
         text_param("community id, exact: the warnings in that community or flagged to it"),
@@ -88,8 +73,8 @@ def warning_filter(
 ) -> WarningFilter:
     return WarningFilter(
         status=status,
-        bbox=parse_bbox(bbox) if bbox is not None else None,
-        since=parse_rfc3339("since", since) if since is not None else None,
+        bbox=optional_bbox(bbox),
+        since=optional_instant("since", since),
         community=community,
     )
 

@@ -49,12 +49,11 @@ from hub.store import models  # noqa: F401  (registers the tables in SQLModel.me
 from hub.store.incident_queries import IncidentVisibility as IncidentPolicy
 from hub.store.queries import Visibility as EventPolicy
 from hub.store.queries import intersects
+from schemas.picture import SHARED_STATUS
 
 EVENT: Table = SQLModel.metadata.tables["event"]
 COMMUNITY: Table = SQLModel.metadata.tables["community"]
 INCIDENT: Table = SQLModel.metadata.tables["incident"]
-DEFAULT_NEIGHBOUR_DISTANCE_M = 2000.0
-SHAREABLE_STATUS = "actual"  # what of other communities' incidents a neighbour may see
 
 
 def _within(zone_wkb: bytes, geom: Column[Any] = EVENT.c.geom) -> ColumnElement[bool]:
@@ -110,7 +109,7 @@ def incident_policy(principal: Principal, zone_wkb: bytes | None = None) -> Inci
         if zone_wkb is None:
             where = own
         else:
-            where = or_(own, and_(c.status == SHAREABLE_STATUS, _within(zone_wkb, c.geom)))
+            where = or_(own, and_(c.status == SHARED_STATUS, _within(zone_wkb, c.geom)))
     else:
         where = false()  # an unknown kind, or one without its area, sees nothing
     return IncidentPolicy(where, members)

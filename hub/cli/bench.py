@@ -256,7 +256,7 @@ def fusion(
 def _check_bbox(value: str) -> None:
     """The API's own bbox rules, before anything is set up."""
     from hub.api.errors import BadRequest
-    from hub.api.events import parse_bbox
+    from hub.api.params import parse_bbox
 
     try:
         parse_bbox(value)

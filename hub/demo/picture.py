@@ -23,10 +23,10 @@ from shapely.geometry import shape
 from hub.demo.clients import DemoClient, auth_headers
 from hub.settings import Settings
 from hub.stack.local import api_url
+from schemas.picture import INCIDENT_STATES as STATES
+from schemas.picture import RISK_LEVELS as LEVELS
+from schemas.picture import VERIFICATIONS
 
-LEVELS = ("blue", "yellow", "orange", "red")
-VERIFICATIONS = ("reported", "corroborated", "verified", "refuted")
-STATES = ("open", "closed")
 COLOURS = {"blue": "#60a5fa", "yellow": "#facc15", "orange": "#f97316", "red": "#dc2626"}
 WIDTH = 1000.0  # px; the height follows the area's proportions
 MARGIN = 20.0

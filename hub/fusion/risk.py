@@ -17,20 +17,19 @@ from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any, Literal, Self, get_args
+from typing import Annotated, Any, Self, get_args
 
 from pydantic import BaseModel, Field, create_model, model_validator
 
 from hub.configfile import KeyProblem, StrictModel, check_with, number, read_toml, validate
 from hub.errors import ConfigError
-from hub.fusion.incident.model import Verification
 from hub.fusion.rules import ROOT, EventTypeKey
 from schemas.event import Certainty, Severity
+from schemas.picture import RISK_LEVELS as LEVELS
+from schemas.picture import RiskLevel as Level
+from schemas.picture import Verification
 
 SHIPPED = ROOT / "config" / "risk.toml"
-
-Level = Literal["blue", "yellow", "orange", "red"]
-LEVELS: tuple[Level, ...] = get_args(Level)  # in rising order
 
 MAX_WEIGHT = 1_000.0
 MAX_HORIZON_MIN = 30 * 24 * 60.0

@@ -34,14 +34,13 @@ from hub.configfile import (
     validate,
 )
 from hub.fusion.rules import ROOT, EventTypeKey, EventTypeValue, RulesError
+from schemas.picture import NORMAL
+from schemas.picture import RAISED_LEVELS as RAISED
+from schemas.picture import THRESHOLD_LEVELS as LEVELS
 
 SHIPPED = ROOT / "config" / "thresholds.toml"
 
-NORMAL = "normal"
-LEVELS = (NORMAL, "yellow", "orange", "red")  # in rising order
-RAISED = LEVELS[1:]
 SEVERITY = {"yellow": "Moderate", "orange": "Severe", "red": "Extreme"}  # CAP words
-CONNECTOR = "hub-thresholds"  # source.connector of the warnings fusion derives
 # Derived warnings' ids: uuid5 of (observation id, level) in this namespace, so a replay of the
 # same observations makes the same events.
 NAMESPACE = uuid.UUID("5d7f0c3a-2b8e-5f41-a9d6-3c1e7b4f8a20")

@@ -32,8 +32,6 @@ from psycopg.types.json import Jsonb
 
 from hub.fusion.stages import Batch
 from hub.fusion.thresholds import (
-    CONNECTOR,
-    NORMAL,
     SEVERITY,
     ThresholdRule,
     Thresholds,
@@ -41,6 +39,7 @@ from hub.fusion.thresholds import (
     warning_id,
 )
 from hub.store.frames import pg_array
+from schemas.picture import DERIVED_ALERT_CONNECTOR, NORMAL
 
 log = logging.getLogger(__name__)
 
@@ -360,7 +359,7 @@ def _insert_warnings(conn: psycopg.Connection[Any], raised: list[Raised]) -> int
     params = _columns(
         rows, "observation", "id", "event_type", "severity", "properties", "escalates"
     )
-    cur = conn.execute(_INSERT_WARNINGS, {**params, "connector": CONNECTOR})
+    cur = conn.execute(_INSERT_WARNINGS, {**params, "connector": DERIVED_ALERT_CONNECTOR})
     return cur.rowcount
 
 

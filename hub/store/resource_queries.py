@@ -42,9 +42,9 @@ from sqlmodel import SQLModel
 
 from hub.auth.principal import Principal
 from hub.store.queries import COMMUNITY, in_utc, intersects
+from schemas.picture import SHARED_STATUS
 
 BALANCE: Table = SQLModel.metadata.tables["resource_balance"]
-SHARED_STATUS = "actual"  # what of other communities' balances a caller may see
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,10 @@ from sqlalchemy.orm import Session
 from sqlmodel import SQLModel
 
 from hub.auth.principal import Principal
-from hub.fusion.risk import LEVELS
 from hub.store.queries import BBox, in_utc, intersects
+from schemas.picture import RISK_LEVELS, SHARED_STATUS
 
 RISK: Table = SQLModel.metadata.tables["risk_cell"]
-SHAREABLE_STATUS = "actual"  # what of other communities' risk a neighbour may see
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,7 @@ def place_policy(principal: Principal, zone_wkb: bytes | None = None) -> ColumnE
         own = c.community_id == principal.community_id
         if zone_wkb is None:
             return own
-        return or_(own, and_(c.status == SHAREABLE_STATUS, _within(zone_wkb)))
+        return or_(own, and_(c.status == SHARED_STATUS, _within(zone_wkb)))
     return false()  # an unknown kind, or one without its area, sees nothing
 
 
@@ -85,7 +84,7 @@ def list_risk_cells(
     more exist. A cell re-scored while a client pages gets a new ``updated_seq``: it moves to
     the end, so it is seen again, never missed."""
     c = RISK.c
-    levels = LEVELS[LEVELS.index(f.min_level) :]
+    levels = RISK_LEVELS[RISK_LEVELS.index(f.min_level) :]
     query = select(*_columns()).where(
         visible if visible is not None else true(), c.status == f.status, c.level.in_(levels)
     )

@@ -18,7 +18,6 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, and_, any_, case, func, literal, or_, select
 from sqlalchemy.orm import Session
 
-from hub.fusion.thresholds import CONNECTOR, RAISED
 from hub.store.incident_queries import (
     ALL_INCIDENTS,
     INCIDENT,
@@ -28,6 +27,7 @@ from hub.store.incident_queries import (
     list_incidents,
 )
 from hub.store.queries import EVENT, BBox
+from schemas.picture import DERIVED_ALERT_CONNECTOR, RAISED_LEVELS
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def _level_rank(visible: IncidentVisibility) -> Any:
     warnings; NULL when it has none."""
     e, r = EVENT.c, REPORT.c
     level = e.properties["level"].astext
-    rank = case(*((level == name, n) for n, name in enumerate(RAISED, 1)), else_=None)
+    rank = case(*((level == name, n) for n, name in enumerate(RAISED_LEVELS, 1)), else_=None)
     return (
         select(func.max(rank))
         .select_from(REPORT.join(EVENT, e.event_id == r.event_id))
@@ -71,7 +71,7 @@ def _level_rank(visible: IncidentVisibility) -> Any:
             r.incident_id == INCIDENT.c.id,
             ~r.cancelled,
             e.kind == "alert",
-            e.source_connector == CONNECTOR,
+            e.source_connector == DERIVED_ALERT_CONNECTOR,
             visible.members.where,
         )
         .scalar_subquery()
@@ -106,6 +106,6 @@ def _extra(
         c.id.in_(ids), visible.where
     )
     return {
-        row.id: (list(row.neighbours), RAISED[row.rank - 1] if row.rank else None)
+        row.id: (list(row.neighbours), RAISED_LEVELS[row.rank - 1] if row.rank else None)
         for row in session.execute(query)
     }

@@ -50,23 +50,17 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, get_args
+from typing import get_args
 
 from hub.fusion.incident.geodesy import EARTH_RADIUS_M, hav, hav_limit, metres
 from hub.fusion.incident.geodesy import SPHEROID_MARGIN as SPHEROID_MARGIN  # re-exported
 from hub.fusion.incident.ids import millis, seed_text
 from hub.fusion.rules import Rules
 from schemas.event import Certainty, Severity, Status
+from schemas.picture import CERTAINTY_ORDER, NOT_CREDIBLE, SEVERITY_ORDER, Decision, Verification
 
-Decision = Literal["verified", "refuted"]
-Verification = Literal["reported", "corroborated", "verified", "refuted"]
-
-# CAP's orders, most serious / most certain first.
-SEVERITY_ORDER: tuple[str, ...] = ("Extreme", "Severe", "Moderate", "Minor", "Unknown")
-CERTAINTY_ORDER: tuple[str, ...] = ("Observed", "Likely", "Possible", "Unlikely", "Unknown")
 _SEVERITY_RANK = {word: -i for i, word in enumerate(SEVERITY_ORDER)}  # higher = more severe
 _CERTAINTY_RANK = {word: -i for i, word in enumerate(CERTAINTY_ORDER)}
-NOT_CREDIBLE = frozenset({"Unlikely", "Unknown"})
 _STATUSES = frozenset(get_args(Status))
 
 

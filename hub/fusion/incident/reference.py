@@ -15,10 +15,11 @@ from datetime import datetime
 import polars as pl
 
 from hub.fusion.incident.links import correlate_frame, report_frame
-from hub.fusion.incident.model import Decision, Report, Verification
+from hub.fusion.incident.model import Report
 from hub.fusion.incident.summaries import summarise
 from hub.fusion.rules import Rules
 from schemas.event import Certainty, Severity, Status
+from schemas.picture import Decision, Verification
 
 
 def cluster(reports: Iterable[Report], rules: Rules) -> dict[uuid.UUID, uuid.UUID]:

@@ -12,8 +12,8 @@ import polars as pl
 
 from hub.fusion.decode import observed_instant
 from hub.fusion.incident.links import REPORT_SCHEMA
-from hub.fusion.incident.model import CERTAINTY_ORDER, SEVERITY_ORDER
 from hub.fusion.stages import Batch
+from schemas.picture import CERTAINTY_ORDER, PICTURES, SEVERITY_ORDER
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,6 @@ NEIGHBOURS = LIVE_MEMBERS + "AND r.component_id = ANY(%(ids)s::uuid[])"
 SPAN_TEXT = ("status", "event_type", "start", "end")
 SPAN_BOX = ("west", "south", "east", "north")
 _PLAIN_POINT_WKB = "0101000000"  # little-endian WKB, type 1 without Z/M/SRID flags
-_PICTURES = ("actual", "exercise", "test")
 
 
 # What the incident rows need of a report beyond correlation's columns.
@@ -128,7 +127,7 @@ def as_reports(rows: pl.DataFrame) -> pl.DataFrame:
         ),
     ).select(*REPORT_SCHEMA, *_ROW_EXTRAS)
     ok = (
-        pl.col("status").is_in(_PICTURES)
+        pl.col("status").is_in(PICTURES)
         & pl.col("severity").is_in(SEVERITY_ORDER)
         & pl.col("certainty").is_in(CERTAINTY_ORDER)
         & pl.col("lat").is_between(-90.0, 90.0)

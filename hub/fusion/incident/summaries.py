@@ -11,8 +11,8 @@ from __future__ import annotations
 import polars as pl
 
 from hub.fusion.incident.geodesy import EARTH_RADIUS_M
-from hub.fusion.incident.model import CERTAINTY_ORDER, NOT_CREDIBLE, SEVERITY_ORDER
 from hub.fusion.rules import Rules
+from schemas.picture import CERTAINTY_ORDER, NOT_CREDIBLE, SEVERITY_ORDER
 
 # Rank = how serious (or certain): higher is more.
 _SEVERITY_RANK = {word: len(SEVERITY_ORDER) - i for i, word in enumerate(SEVERITY_ORDER)}
