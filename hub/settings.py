@@ -5,14 +5,42 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal, get_args
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
-from hub.auth.principal import DEFAULT_SCOPES, Kind
-from hub.store.rls import API_ROLE
 from schemas.event import CATEGORIES
+
+API_ROLE = "hub_api"  # the database role the API connects as (see migration 0002_rls)
+
+# The kinds of principal and the scopes of a token: configuration (IssuerRole below checks a
+# deployment's mappings against them), so they live in this leaf; hub.access.principal is where
+# the rest of the hub takes them from.
+Kind = Literal["community", "department", "analyst", "admin"]
+KINDS: tuple[str, ...] = get_args(Kind)
+
+Scope = Literal[
+    "events:write",
+    "incidents:read",
+    "incidents:verify",
+    "risk:read",
+    "resources:read",
+    "resources:write",
+    "admin",
+]
+SCOPES: tuple[str, ...] = get_args(Scope)
+
+# resources:read for every kind: mutual aid is shared. A community must see its neighbours'
+# surplus to ask for it, a department the stock and needs of the communities it serves, an
+# analyst the whole region's; what each sees of them is the row policy's business.
+DEFAULT_SCOPES: dict[str, frozenset[str]] = {
+    "community": frozenset(SCOPES) - {"admin"},
+    "department": frozenset({"incidents:read", "risk:read", "incidents:verify", "resources:read"}),
+    "analyst": frozenset({"incidents:read", "risk:read", "resources:read"}),
+    "admin": frozenset(SCOPES),
+}
 
 
 class IssuerRole(BaseModel):

@@ -21,10 +21,10 @@ from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 from joserfc.jwk import ECKey, Key, OKPKey
 
+from hub.access.principal import Principal
 from hub.api.factory import create_app
 from hub.auth import clients
 from hub.auth.deps import PrincipalDep, require_scope
-from hub.auth.principal import Principal
 from hub.auth.tokens import REGISTRY
 from hub.settings import Settings
 from hub.store.communities import import_communities

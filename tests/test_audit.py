@@ -23,11 +23,11 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from typer.testing import CliRunner
 
+from hub.access.principal import DEFAULT_SCOPES, Principal
 from hub.api.factory import create_app
 from hub.audit import store
 from hub.audit.chain import AuditRecord
 from hub.audit.middleware import install_audit
-from hub.auth.principal import DEFAULT_SCOPES, Principal
 from hub.cli.main import app as cli
 from hub.settings import Settings, get_settings
 from hub.store.db import connect

@@ -14,8 +14,8 @@ from joserfc.jwk import OKPKey
 from sqlalchemy import text
 from typer.testing import CliRunner
 
+from hub.access.principal import DEFAULT_SCOPES, SCOPES
 from hub.auth.clients import Client
-from hub.auth.principal import DEFAULT_SCOPES, SCOPES
 from hub.cli.main import app as cli
 from hub.settings import Settings, get_settings
 from hub.store.db import get_engine

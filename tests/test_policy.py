@@ -19,15 +19,16 @@ from shapely.ops import unary_union
 from sqlalchemy import select, text
 from sqlmodel import Session
 
+from hub.access.principal import DEFAULT_SCOPES, Kind, Principal
+from hub.access.reach import event_reach
+from hub.access.session import set_principal
 from hub.audit.chain import AuditRecord
 from hub.audit.store import append
 from hub.auth import keys
-from hub.auth.policy import EVENT, event_policy, neighbour_zone
-from hub.auth.principal import DEFAULT_SCOPES, Kind, Principal
 from hub.bench.workload import Incident, event_json, sf_incidents
 from hub.settings import Settings
 from hub.store.db import api_engine, connect, get_engine
-from hub.store.rls import set_principal
+from hub.store.queries import EVENT, neighbour_zone
 from tests.auth_helpers import register
 from tests.conftest import DATA
 from tests.fusion_helpers import fusion_stats, produce, running_worker, wait_until
@@ -95,7 +96,7 @@ def _visible(settings: Settings, principal: Principal, ids: list[str]) -> dict[s
         zone = None
         if principal.kind == "community" and principal.community_id:
             zone = neighbour_zone(session, principal.community_id, 2000.0)
-        policy = event_policy(principal, zone)
+        policy = event_reach(principal, zone)
         rows = session.execute(
             select(EVENT.c.event_id, policy.reporter.label("reporter"))
             .where(EVENT.c.event_id.in_([uuid.UUID(i) for i in ids]))

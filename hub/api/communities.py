@@ -82,7 +82,7 @@ def list_communities(
     request: Request, settings: SettingsDep, access: Annotated[Access, Security(get_access)]
 ) -> GeoJSONResponse:
     quiet = settings.community_quiet_period_s
-    rows = queries.list_communities(access.session, timedelta(seconds=quiet))
+    rows = queries.list_communities(access.session, timedelta(seconds=quiet), access.communities)
     request.state.audit_rows = len(rows)  # for the audit log
     path = request.app.url_path_for("list_communities")
     body = {

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 import hub
+from hub.access.session import ZoneCache
 from hub.api import (
     audit,
     communities,
@@ -23,7 +24,6 @@ from hub.api import (
     risk,
     warnings,
 )
-from hub.api.deps import ZoneCache
 from hub.api.errors import Problem, add_exception_handlers
 from hub.audit.middleware import install_audit
 from hub.auth.server import HubAuthorizationServer

@@ -3,7 +3,8 @@ incident with its provenance (member reports and timeline).
 
 Conventions are those of ``/v1/events`` (``hub.api.events``): the same scope, parameters
 parsed the same way, problem+json on bad input, a ``next`` link that keeps the filters, the
-caller's reach compiled into the query (``hub.auth.policy.incident_policy``), 404 out of reach.
+caller's reach compiled into the query (``access.incidents``, from ``hub.access``), 404 out
+of reach.
 """
 
 from __future__ import annotations

@@ -20,12 +20,12 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 
 from geo.tiles import event_key
+from hub.access.principal import Principal
 from hub.api.deps import SettingsDep
 from hub.api.errors import ApiError, BadRequest, problem, problem_responses
 from hub.api.limits import json_depth
 from hub.api.producer import BrokerUnavailable, EventProducer, event_producer
 from hub.auth.deps import require_scope
-from hub.auth.principal import Principal
 from hub.errors import TooLarge
 from hub.settings import Settings
 from schemas.event import Event, holds_nul, load_event_schema, parse_event

@@ -3,7 +3,7 @@ GeoJSON; ``/v1/resources/matches``: each need with the nearest other communities
 
 Conventions are those of ``/v1/events`` and ``/v1/incidents``: parameters parsed the same way,
 problem+json on bad input, paging by update sequence with a ``next`` link that keeps the
-filters, the caller's reach compiled into the query (``hub.store.resource_queries``).
+filters, the caller's reach compiled into the query (``access.resources``, from ``hub.access``).
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ from hub.store.resource_queries import (
     BalanceFilter,
     MatchFilter,
     NeedMatches,
-    ResourceReach,
     greedy_cover,
 )
 from schemas.event import Point, Status
@@ -208,9 +207,8 @@ def list_resources(
     page: Page = Depends(paging(MAX_LIMIT)),
 ) -> GeoJSONResponse:
     filters = BalanceFilter(status, community, resource_type, direction)
-    reach = ResourceReach.of(access.principal)
     rows, more = resource_queries.list_balances(
-        access.session, filters, reach, after_seq=page.after, limit=page.limit
+        access.session, filters, access.resources, after_seq=page.after, limit=page.limit
     )
     next_cursor = encode_cursor(rows[-1].updated_seq) if more else None
     features = [balance_feature(r) for r in rows]
@@ -262,7 +260,7 @@ def match_resources(
     found, more = resource_queries.list_matches(
         access.session,
         filters,
-        ResourceReach.of(principal),
+        access.resources,
         after_seq=page.after,
         limit=page.limit,
     )

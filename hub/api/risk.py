@@ -3,7 +3,7 @@ level), filtered, paged by update sequence.
 
 Conventions are those of ``/v1/events`` and ``/v1/incidents``: parameters parsed by the same
 helpers, problem+json on bad input, a ``next`` link that keeps the filters, the caller's reach
-compiled into the query (``hub.store.risk_queries.place_policy``; row-level security is the
+compiled into the query (``access.risk``, from ``hub.access``; row-level security is the
 second wall).
 """
 
@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Query, Request, Security
 from pydantic import BaseModel, Field
 from sqlalchemy import Row
 
-from hub.api.deps import Access, SettingsDep, ZoneCache, get_access
+from hub.api.deps import Access, SettingsDep, get_access
 from hub.api.errors import problem_responses
 from hub.api.geojson import (
     FeatureBase,
@@ -34,8 +34,6 @@ from hub.api.params import (
     optional_bbox,
     paging,
 )
-from hub.auth.policy import neighbour_zone
-from hub.settings import Settings
 from hub.store import risk_queries
 from hub.store.risk_queries import RiskFilter
 from schemas.event import MultiPolygon, Status
@@ -105,19 +103,6 @@ def risk_feature(row: Row[Any]) -> dict[str, Any]:
     }
 
 
-def _zone(request: Request, access: Access, settings: Settings) -> bytes | None:
-    """A community's neighbour zone, from the cache ``get_access`` has just filled."""
-    principal = access.principal
-    if principal.kind != "community" or principal.community_id is None:
-        return None
-    zones: ZoneCache = request.app.state.zones
-    distance = settings.neighbour_distance_m
-    found, zone = zones.cached(principal.community_id, distance)
-    if found:
-        return zone
-    return neighbour_zone(access.session, principal.community_id, distance)
-
-
 @router.get(
     "/v1/risk",
     name="list_risk",
@@ -153,9 +138,8 @@ def list_risk(
         community=community,
         min_level=min_level,
     )
-    visible = risk_queries.place_policy(access.principal, _zone(request, access, settings))
     rows, more = risk_queries.list_risk_cells(
-        access.session, filters, after_seq=page.after, limit=page.limit, visible=visible
+        access.session, filters, after_seq=page.after, limit=page.limit, visible=access.risk
     )
     next_cursor = encode_cursor(rows[-1].updated_seq) if more else None
     features = [risk_feature(r) for r in rows]

@@ -113,7 +113,7 @@ def list_warnings(
     page: Page = Depends(paging(MAX_LIMIT)),
 ) -> GeoJSONResponse:
     rows, more = warning_queries.list_warnings(
-        access.session, filters, after_seq=page.after, limit=page.limit, visible=access.incidents
+        access.session, filters, after_seq=page.after, limit=page.limit, visible=access.warnings
     )
     next_cursor = encode_cursor(rows[-1].incident.updated_seq) if more else None
     principal = access.principal

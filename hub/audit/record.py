@@ -1,7 +1,7 @@
 """What an audit row says about a request, read from its ASGI scope (no I/O).
 
 The views and the auth dependency report through ``request.state`` (the ``scope["state"]``
-dict): ``principal`` (a :class:`~hub.auth.principal.Principal`, set once the token checked out)
+dict): ``principal`` (a :class:`~hub.access.principal.Principal`, set once the token checked out)
 and ``audit_rows`` (how many rows the view returned or wrote).
 """
 
@@ -16,8 +16,8 @@ from urllib.parse import parse_qsl
 
 from starlette.types import Scope
 
+from hub.access.principal import Principal
 from hub.audit.chain import MILLI, AuditRecord
-from hub.auth.principal import Principal
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -26,7 +26,7 @@ from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.validation import explain_validity
 from sqlalchemy import Connection, text
 
-from hub.auth.principal import DEFAULT_SCOPES, KINDS, Kind, Principal
+from hub.access.principal import DEFAULT_SCOPES, KINDS, Kind, Principal
 from hub.errors import InvalidInput
 from schemas.event import CATEGORIES
 

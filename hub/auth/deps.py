@@ -24,7 +24,7 @@ from fastapi import Depends, HTTPException, Request, Security
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
 from fastapi.security import OAuth2, SecurityScopes
 
-from hub.auth.principal import SCOPES, Principal
+from hub.access.principal import SCOPES, Principal
 from hub.auth.tokens import InvalidToken, NoRole, TokenVerifier
 
 REALM = "hub"

@@ -36,8 +36,8 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, Key, OKPKey
 from sqlalchemy import Engine, text
 
+from hub.access.principal import SCOPES
 from hub.auth import clients, keys
-from hub.auth.principal import SCOPES
 from hub.auth.tokens import ALGORITHMS, REGISTRY, InvalidToken, check_header
 from hub.settings import Settings
 

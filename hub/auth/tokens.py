@@ -32,9 +32,9 @@ from joserfc.errors import JoseError, UnsupportedAlgorithmError
 from joserfc.jws import JWSAlgModel, JWSRegistry
 from sqlalchemy import Engine
 
+from hub.access.principal import DEFAULT_SCOPES, Principal
 from hub.auth import clients
 from hub.auth.keysets import CachedKey, LocalKeys, RemoteKeys
-from hub.auth.principal import DEFAULT_SCOPES, Principal
 from hub.errors import NotAllowed, Unauthenticated
 from hub.settings import IssuerRole, Settings, TrustedIssuer
 

@@ -151,7 +151,7 @@ def api(
     answers a request without a token with anything but 401; a missed target is reported, not
     an error.
     """
-    from hub.auth.principal import KINDS
+    from hub.access.principal import KINDS
 
     if kind not in KINDS:
         raise typer.BadParameter(f"one of {', '.join(KINDS)}", param_hint="--kind")

@@ -2,8 +2,8 @@
 
 As ``hub.store.queries``: SQLAlchemy Core over the SQLModel tables, every value a bound
 parameter, geometries and JSON as text for the API to splice in, timestamps in UTC. The caller's
-reach comes in as an :class:`IncidentVisibility` (``hub.auth.policy.incident_policy``): its
-predicate goes into every query, and the member events are read through the event policy, so
+reach comes in as an :class:`~hub.store.reach.IncidentReach` (``hub.access`` compiles it): its
+predicate goes into every query, and the member events are read through the events' reach, so
 that rows and reporter identities out of reach never leave PostgreSQL (row-level security is
 the second wall).
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -30,13 +30,13 @@ from sqlalchemy import (
     func,
     literal,
     select,
-    true,
     union_all,
 )
 from sqlalchemy.orm import Session
 from sqlmodel import SQLModel
 
-from hub.store.queries import EVENT, EVERYTHING, BBox, Visibility, in_utc, intersects
+from hub.store.queries import EVENT, BBox, in_utc, intersects
+from hub.store.reach import ALL_INCIDENTS, EventReach, IncidentReach
 
 INCIDENT: Table = SQLModel.metadata.tables["incident"]
 REPORT: Table = SQLModel.metadata.tables["incident_report"]
@@ -74,19 +74,6 @@ class IncidentFilter:
     since: datetime | None = None  # last_observed_at >= since
     # incidents holding any of these reports (event ids), among the reports the caller may see
     reports: tuple[uuid.UUID, ...] | None = None
-
-
-@dataclass(frozen=True)
-class IncidentVisibility:
-    """What of the incidents a caller may see, as SQL: the incident rows (``where``, over
-    ``incident``), and the member events (``members``: the event policy, rows and reporter
-    projection). The default shows everything: the owner's view, for the CLI and tests."""
-
-    where: ColumnElement[bool] = field(default_factory=true)
-    members: Visibility = EVERYTHING
-
-
-ALL_INCIDENTS = IncidentVisibility()
 
 
 def _incident_columns() -> list[Any]:
@@ -160,7 +147,7 @@ def list_incidents(
     *,
     after_seq: int | None,
     limit: int,
-    visible: IncidentVisibility = ALL_INCIDENTS,
+    visible: IncidentReach = ALL_INCIDENTS,
 ) -> tuple[Sequence[Row[Any]], bool]:
     """Up to ``limit`` visible incidents in ``updated_seq`` order after ``after_seq``; and
     whether more exist. An incident that changes gets a new ``updated_seq``: it moves to the
@@ -178,7 +165,7 @@ def list_incidents(
     return rows[:limit], len(rows) > limit
 
 
-def _holding(reports: tuple[uuid.UUID, ...], members: Visibility) -> Subquery:
+def _holding(reports: tuple[uuid.UUID, ...], members: EventReach) -> Subquery:
     """Per incident, which of ``reports`` it holds (``matched_reports``). Only reports the caller
     may see count: asking for a report out of reach must not tell which incident it is in,
     even when the incident itself is in reach (the detail view leaves such members out too)."""
@@ -200,7 +187,7 @@ class IncidentDetail:
 
 
 def get_incident(
-    session: Session, incident_id: uuid.UUID, visible: IncidentVisibility = ALL_INCIDENTS
+    session: Session, incident_id: uuid.UUID, visible: IncidentReach = ALL_INCIDENTS
 ) -> IncidentDetail | None:
     """The incident with its provenance, if it exists and is visible (out of reach looks the
     same as absent)."""
@@ -234,7 +221,7 @@ def get_incident(
 
 
 def _timeline(
-    session: Session, incident_id: uuid.UUID, members: Visibility
+    session: Session, incident_id: uuid.UUID, members: EventReach
 ) -> Sequence[Row[Any, Any, Any, Any]]:
     """What happened, in order: fusion's entries, and a "report_joined" per member at its
     observed time (derived from the membership: fusion does not write a row per join). An
@@ -273,7 +260,7 @@ def _timeline(
 
 
 def merged_into(
-    session: Session, alias: uuid.UUID, visible: IncidentVisibility = ALL_INCIDENTS
+    session: Session, alias: uuid.UUID, visible: IncidentReach = ALL_INCIDENTS
 ) -> uuid.UUID | None:
     """The visible incident that an id merged away lives on in, if any."""
     a = ALIAS.c

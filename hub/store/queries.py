@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,12 +27,12 @@ from sqlalchemy import (
     func,
     select,
     text,
-    true,
 )
 from sqlalchemy.orm import Session
 from sqlmodel import SQLModel
 
 from hub.store import models  # noqa: F401  (registers the tables in SQLModel.metadata)
+from hub.store.reach import ALL_EVENTS, ALL_ROWS, EventReach, RowReach
 
 EVENT: Table = SQLModel.metadata.tables["event"]
 COMMUNITY: Table = SQLModel.metadata.tables["community"]
@@ -57,19 +57,6 @@ class EventFilter:
     event_type: str | None = None
     since: datetime | None = None  # inclusive
     until: datetime | None = None  # exclusive: consecutive windows never count an event twice
-
-
-@dataclass(frozen=True)
-class Visibility:
-    """What of the event log a caller may see, as SQL (``hub.auth.policy`` builds it from the
-    principal): the rows (``where``) and the reporter column (or NULL where identities are
-    hidden). The default shows everything: the owner's view, for the CLI and tests."""
-
-    where: ColumnElement[bool] = field(default_factory=true)
-    reporter: ColumnElement[Any] = field(default_factory=lambda: EVENT.c.reporter)
-
-
-EVERYTHING = Visibility()
 
 
 def _event_columns(reporter: ColumnElement[Any]) -> list[Any]:
@@ -134,7 +121,7 @@ def list_events(
     *,
     after_seq: int | None,
     limit: int,
-    visible: Visibility = EVERYTHING,
+    visible: EventReach = ALL_EVENTS,
 ) -> tuple[Sequence[Row[Any]], bool]:
     """Up to ``limit`` visible events in ``seq`` order after ``after_seq``; and whether more
     exist."""
@@ -148,7 +135,7 @@ def list_events(
 
 
 def get_event(
-    session: Session, event_id: uuid.UUID, visible: Visibility = EVERYTHING
+    session: Session, event_id: uuid.UUID, visible: EventReach = ALL_EVENTS
 ) -> Row[Any] | None:
     """The event, if it exists and is visible (out of reach looks the same as absent)."""
     query = select(*_event_columns(visible.reporter)).where(
@@ -158,8 +145,11 @@ def get_event(
     return session.execute(query).first()
 
 
-def list_communities(session: Session, quiet_period: timedelta) -> Sequence[Row[Any]]:
-    """Every community with its activity (from ``community_stats``; the event log is not counted).
+def list_communities(
+    session: Session, quiet_period: timedelta, visible: RowReach = ALL_ROWS
+) -> Sequence[Row[Any]]:
+    """Every visible community with its activity (from ``community_stats``; the event log is
+    not counted).
 
     ``silent`` is computed against the database clock, the same clock that stamped
     ``last_event_at``, so an API host with a skewed clock cannot flip it.
@@ -179,10 +169,20 @@ def list_communities(session: Session, quiet_period: timedelta) -> Sequence[Row[
             silent.label("silent"),
         )
         .select_from(COMMUNITY.outerjoin(STATS, s.community_id == COMMUNITY.c.id))
+        .where(visible.where)
         .order_by(COMMUNITY.c.id)
     )
     in_utc(session)
     return session.execute(query).all()
+
+
+def neighbour_zone(session: Session, community_id: str, distance_m: float) -> bytes | None:
+    """The community's boundary grown by ``distance_m`` metres (geodesic), as WKB; None if the
+    community is unknown (its principal then sees nothing but its own rows, which are none)."""
+    grown = func.ST_Buffer(func.geography(COMMUNITY.c.geom), distance_m)
+    query = select(func.ST_AsBinary(func.geometry(grown))).where(COMMUNITY.c.id == community_id)
+    value = session.execute(query).scalar_one_or_none()
+    return bytes(value) if value is not None else None
 
 
 def database_answers(session: Session) -> bool:

@@ -2,13 +2,9 @@
 
 As ``hub.store.queries``: SQLAlchemy Core over the SQLModel tables, every value a bound
 parameter, geometries as GeoJSON text for the API to splice in, timestamps in UTC. The caller's
-reach (:class:`ResourceReach`) goes into every query as a predicate that mirrors the row-level
-policy ``resource_balance_shared`` (migration 0006), which stays the second wall:
-
-- ``admin``: every balance, drills included;
-- ``analyst``: every community's real (``actual``) balances;
-- ``department``: the real balances of the communities its jurisdiction touches;
-- ``community``: every community's real balances (mutual aid is shared), and its own drills.
+reach (a :class:`~hub.store.reach.RowReach` over ``resource_balance``, compiled by
+``hub.access``) goes into every query, on each alias of the table a query reads; it mirrors the
+row-level policy ``resource_balance_shared`` (migration 0006), which stays the second wall.
 
 Matching pairs a need with the offers of the same picture, resource type and unit from *other*
 communities, nearest first by geodesic distance between the balances' points (``geography``
@@ -23,56 +19,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    FromClause,
-    Row,
-    Select,
-    Table,
-    and_,
-    false,
-    func,
-    literal,
-    or_,
-    select,
-    true,
-)
+from sqlalchemy import FromClause, Row, Select, Table, func, select, true
 from sqlalchemy.orm import Session
 from sqlmodel import SQLModel
 
-from hub.auth.principal import Principal
-from hub.store.queries import COMMUNITY, in_utc, intersects
+from hub.store.queries import in_utc
+from hub.store.reach import RowReach
 from schemas.picture import SHARED_STATUS
 
 BALANCE: Table = SQLModel.metadata.tables["resource_balance"]
-
-
-@dataclass(frozen=True)
-class ResourceReach:
-    """What of the balances a caller may see (the rules in the module doc)."""
-
-    kind: str
-    community_id: str | None = None
-    jurisdiction_wkb: bytes | None = None
-
-    @classmethod
-    def of(cls, principal: Principal) -> ResourceReach:
-        return cls(principal.kind, principal.community_id, principal.jurisdiction_wkb)
-
-    def where(self, t: FromClause) -> ColumnElement[bool]:
-        """The predicate over ``t``: ``resource_balance`` or an alias of it."""
-        shared = t.c.status == SHARED_STATUS
-        if self.kind == "admin":
-            return true()
-        if self.kind == "analyst":
-            return shared
-        if self.kind == "department" and self.jurisdiction_wkb is not None:
-            area = func.ST_GeomFromWKB(literal(self.jurisdiction_wkb), 4326)
-            served = select(COMMUNITY.c.id).where(intersects(COMMUNITY.c.geom, area))
-            return and_(shared, t.c.community_id.in_(served))
-        if self.kind == "community" and self.community_id is not None:
-            return or_(shared, t.c.community_id == self.community_id)
-        return false()  # an unknown kind, or one without its area, sees nothing
 
 
 @dataclass(frozen=True)
@@ -102,8 +57,8 @@ def _balance_columns(t: FromClause) -> list[Any]:
     ]
 
 
-def _filtered(t: FromClause, f: BalanceFilter, reach: ResourceReach) -> Select[Any]:
-    query = select(*_balance_columns(t)).where(reach.where(t), t.c.status == f.status)
+def _filtered(t: FromClause, f: BalanceFilter, reach: RowReach) -> Select[Any]:
+    query = select(*_balance_columns(t)).where(reach.on(t), t.c.status == f.status)
     for column, value in (
         (t.c.community_id, f.community),
         (t.c.resource_type, f.resource_type),
@@ -117,7 +72,7 @@ def _filtered(t: FromClause, f: BalanceFilter, reach: ResourceReach) -> Select[A
 def list_balances(
     session: Session,
     f: BalanceFilter,
-    reach: ResourceReach,
+    reach: RowReach,
     *,
     after_seq: int | None,
     limit: int,
@@ -150,7 +105,7 @@ class NeedMatches:
     offers: list[Row[Any]]  # nearest first (then by community id)
 
 
-def _needs(f: MatchFilter, reach: ResourceReach, after_seq: int | None, limit: int) -> Any:
+def _needs(f: MatchFilter, reach: RowReach, after_seq: int | None, limit: int) -> Any:
     """One page of the visible needs (quantity > 0), with their raw point (``point``)."""
     need = BALANCE.alias("need")
     wanted = BalanceFilter(f.status, f.community, f.resource_type, "needed")
@@ -161,7 +116,7 @@ def _needs(f: MatchFilter, reach: ResourceReach, after_seq: int | None, limit: i
     return needs.order_by(need.c.updated_seq).limit(limit + 1).subquery("n")
 
 
-def _nearest_offers(page: Any, f: MatchFilter, reach: ResourceReach) -> Any:
+def _nearest_offers(page: Any, f: MatchFilter, reach: RowReach) -> Any:
     """Per need of ``page``, its nearest visible offers (a LATERAL subquery): the same picture,
     type and unit, another community, something available."""
     offer = BALANCE.alias("offer")
@@ -176,7 +131,7 @@ def _nearest_offers(page: Any, f: MatchFilter, reach: ResourceReach) -> Any:
             distance.label("distance_m"),
         )
         .where(
-            reach.where(offer),
+            reach.on(offer),
             offer.c.status == page.c.status,
             offer.c.resource_type == page.c.resource_type,
             offer.c.direction == "available",
@@ -195,7 +150,7 @@ def _nearest_offers(page: Any, f: MatchFilter, reach: ResourceReach) -> Any:
 def list_matches(
     session: Session,
     f: MatchFilter,
-    reach: ResourceReach,
+    reach: RowReach,
     *,
     after_seq: int | None,
     limit: int,

@@ -5,7 +5,7 @@ highest threshold level among their sensor warnings.
 A warning is an incident: the listing is ``incident_queries.list_incidents`` (the same columns,
 filters, order and caller's reach), narrowed to warnings; what only a warning has comes from
 one more query for the page's rows. The level is read from the member alerts the caller may see
-(the event policy), like an incident's provenance.
+(the events' reach), like an incident's provenance.
 """
 
 from __future__ import annotations
@@ -18,15 +18,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, and_, any_, case, func, literal, or_, select
 from sqlalchemy.orm import Session
 
-from hub.store.incident_queries import (
-    ALL_INCIDENTS,
-    INCIDENT,
-    REPORT,
-    IncidentFilter,
-    IncidentVisibility,
-    list_incidents,
-)
+from hub.store.incident_queries import INCIDENT, REPORT, IncidentFilter, list_incidents
 from hub.store.queries import EVENT, BBox
+from hub.store.reach import ALL_INCIDENTS, IncidentReach
 from schemas.picture import DERIVED_ALERT_CONNECTOR, RAISED_LEVELS
 
 
@@ -48,17 +42,17 @@ class WarningRow:
     level: str | None  # the highest threshold level of its visible sensor warnings
 
 
-def _warnings(f: WarningFilter, visible: IncidentVisibility) -> IncidentVisibility:
+def _warnings(f: WarningFilter, visible: IncidentReach) -> IncidentReach:
     """The caller's reach narrowed to the warnings asked for."""
     c = INCIDENT.c
     where: ColumnElement[bool] = and_(visible.where, c.warning)
     if f.community is not None:
         wanted = literal(f.community)
         where = and_(where, or_(wanted == any_(c.communities), wanted == any_(c.neighbours)))
-    return IncidentVisibility(where, visible.members)
+    return IncidentReach(where, visible.members)
 
 
-def _level_rank(visible: IncidentVisibility) -> Any:
+def _level_rank(visible: IncidentReach) -> Any:
     """1..3 (yellow..red) for the highest level among an incident's live, visible threshold
     warnings; NULL when it has none."""
     e, r = EVENT.c, REPORT.c
@@ -84,7 +78,7 @@ def list_warnings(
     *,
     after_seq: int | None,
     limit: int,
-    visible: IncidentVisibility = ALL_INCIDENTS,
+    visible: IncidentReach = ALL_INCIDENTS,
 ) -> tuple[list[WarningRow], bool]:
     """Up to ``limit`` open, visible warnings in ``updated_seq`` order after ``after_seq``; and
     whether more exist (paging as ``list_incidents``)."""
@@ -97,7 +91,7 @@ def list_warnings(
 
 
 def _extra(
-    session: Session, ids: Sequence[Any], visible: IncidentVisibility
+    session: Session, ids: Sequence[Any], visible: IncidentReach
 ) -> dict[Any, tuple[list[str], str | None]]:
     if not ids:
         return {}

@@ -1,8 +1,8 @@
 """Row-level security: the second wall behind the policy compiled into the API's queries.
 
 The API connects as ``hub_api`` (no BYPASSRLS, not the owner) and sets the principal per
-transaction with ``set_config('hub.*', ..., true)`` (``hub.store.rls.set_principal``); without
-a principal every policy is false, so a query returns no rows of the hub's tables. Fusion
+transaction with ``set_config('hub.*', ..., true)`` (``hub.access.session.set_principal``);
+without a principal every policy is false, so a query returns no rows of the hub's tables. Fusion
 connects as the owner and is not subject to these policies.
 
 Revision ID: 0002_rls
