@@ -23,8 +23,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-from hub.settings import Settings
-
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     seq      INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: seqs order runs
@@ -51,8 +49,8 @@ class OutboxRecord:
     value: bytes
 
 
-def default_outbox_path(settings: Settings, system: str) -> Path:
-    return settings.state_dir / "outbox" / f"{system}.sqlite"
+def default_outbox_path(state_dir: Path, system: str) -> Path:
+    return state_dir / "outbox" / f"{system}.sqlite"
 
 
 class Outbox:

@@ -15,7 +15,7 @@ from typing import Protocol, Self
 
 from connectors.report import ConnectorReport
 from connectors.run import RunOptions
-from hub.settings import Settings
+from connectors.settings import ConnectorSettings
 
 # kind -> "module:Class"
 CONNECTORS: dict[str, str] = {
@@ -25,7 +25,7 @@ CONNECTORS: dict[str, str] = {
 
 class Connector(Protocol):
     @classmethod
-    def from_mapping_file(cls, path: Path, settings: Settings) -> Self: ...
+    def from_mapping_file(cls, path: Path, settings: ConnectorSettings) -> Self: ...
 
     def run(self, source: Path, options: RunOptions) -> ConnectorReport: ...
 
