@@ -2,7 +2,8 @@
 
 The programmatic entry points:
 
-- ``run_csv(path, mapping, settings, ...) -> ConnectorReport``: one CSV replay, end to end.
+- ``run_csv(path, mapping, settings, ...) -> ConnectorReport``: one CSV replay, end to end;
+  ``settings`` a ``ConnectorSettings`` (the broker, topic, reporter key, state directory).
 - ``convert_rows(rows, mapping, ...) -> Conversion``: the pure row -> event conversion.
 - ``load_mapping(path) -> Mapping``: a TOML column mapping (every key: ``connectors.mapping``).
 """
@@ -12,9 +13,11 @@ from connectors.mapping import Mapping, MappingError, load_mapping
 from connectors.outbox import Outbox, OutboxBusy
 from connectors.report import ConnectorReport
 from connectors.run import RunOptions, run_csv
+from connectors.settings import ConnectorSettings
 
 __all__ = [
     "ConnectorReport",
+    "ConnectorSettings",
     "Conversion",
     "Mapping",
     "MappingError",

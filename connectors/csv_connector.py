@@ -8,16 +8,16 @@ from typing import Self
 from connectors.mapping import Mapping, load_mapping
 from connectors.report import ConnectorReport
 from connectors.run import CsvRun, RunOptions
-from hub.settings import Settings
+from connectors.settings import ConnectorSettings
 
 
 class CsvConnector:
-    def __init__(self, mapping: Mapping, settings: Settings) -> None:
+    def __init__(self, mapping: Mapping, settings: ConnectorSettings) -> None:
         self.mapping = mapping
         self.settings = settings
 
     @classmethod
-    def from_mapping_file(cls, path: Path, settings: Settings) -> Self:
+    def from_mapping_file(cls, path: Path, settings: ConnectorSettings) -> Self:
         return cls(load_mapping(path), settings)
 
     def run(self, source: Path, options: RunOptions) -> ConnectorReport:

@@ -1,6 +1,6 @@
 """CSV source: read a file and turn its rows into hub events, with a reason for every reject.
 
-``convert_rows`` is pure (no Kafka, no database unless a community loader is passed): the
+``convert_rows`` is pure (no Kafka, no database; communities from the polygons it is given): the
 connector run (``connectors.run``) feeds it chunks of rows and ships what it returns.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
@@ -38,8 +38,6 @@ from schemas.event import Event
 # Fixed namespace of connector event ids: uuid5(NAMESPACE, f"{system}/{row_id}"). Never change
 # it, or a replay would no longer recognise the events it already sent.
 NAMESPACE = uuid.UUID("5a95dea2-7f76-48bd-8bf1-0fe167fd3195")
-
-CommunitySource = CommunityIndex | Callable[[], CommunityIndex | None] | None
 
 
 class SourceError(InvalidInput, RuntimeError):
@@ -102,7 +100,7 @@ class RowConverter:
         self,
         mapping: Mapping,
         *,
-        communities: CommunitySource = None,
+        communities: CommunityIndex | None = None,
         reporter_key: bytes | None = None,
     ) -> None:
         if mapping.source.reporter and not reporter_key:
@@ -117,7 +115,7 @@ class RowConverter:
         self.properties = [(c, snake_case(c)) for c in mapping.properties.columns]
         self.reporter_key = reporter_key
         self.seen: dict[str, int] = {}
-        self._communities = communities
+        self.communities = communities
 
     def convert(self, rows: Iterable[Row], first_row: int = 1) -> Conversion:
         out = Conversion()
@@ -180,17 +178,11 @@ class RowConverter:
     def _assign(self, parsed: list[_Parsed]) -> None:
         """Fill missing communities from the polygons, in one vectorised pass."""
         todo = [p for p in parsed if p.community is None]
-        index = self._index() if todo else None
-        if index is None or not todo:
+        if self.communities is None or not todo:
             return
-        ids = index.assign_ids(np.array([p.x for p in todo]), np.array([p.y for p in todo]))
-        for p, cid in zip(todo, ids, strict=True):
+        lon, lat = np.array([p.x for p in todo]), np.array([p.y for p in todo])
+        for p, cid in zip(todo, self.communities.assign_ids(lon, lat), strict=True):
             p.community = cid
-
-    def _index(self) -> CommunityIndex | None:
-        if callable(self._communities):  # a loader: ask once, keep the answer
-            self._communities = self._communities()
-        return self._communities
 
     def _build(self, p: _Parsed, out: Conversion) -> None:
         m = self.mapping
@@ -221,7 +213,7 @@ def convert_rows(
     rows: Iterable[Row],
     mapping: Mapping,
     *,
-    communities: CommunitySource = None,
+    communities: CommunityIndex | None = None,
     reporter_key: bytes | None = None,
 ) -> Conversion:
     """Convert rows (dicts of column -> cell) in one go: events, rejects, notes, unassigned."""

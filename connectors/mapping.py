@@ -48,7 +48,8 @@ Every key (``*`` = required; ``VALUE`` = a constant, or ``{column, map, default,
 
 ``[community]``
   ``column``       column holding the community id; an empty cell, or no column, means the
-                   community is assigned from the point by the community polygons.
+                   community is assigned from the point by the community polygons (the
+                   ``--communities`` file here, else fusion with the hub's).
 
 ``[csv]``
   ``delimiter``    one character (default ``","``).

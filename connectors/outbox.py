@@ -24,7 +24,6 @@ from types import TracebackType
 from typing import IO, Self
 
 from hub.errors import Conflict
-from hub.settings import Settings
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -52,8 +51,8 @@ class OutboxRecord:
     value: bytes
 
 
-def default_outbox_path(settings: Settings, system: str) -> Path:
-    return settings.state_dir / "outbox" / f"{system}.sqlite"
+def default_outbox_path(state_dir: Path, system: str) -> Path:
+    return state_dir / "outbox" / f"{system}.sqlite"
 
 
 class Outbox:

@@ -10,7 +10,6 @@ stays in the outbox for the next run, which sends it first.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -19,13 +18,12 @@ from typing import Any
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
-from kafka.partitioner.default import DefaultPartitioner
 from kafka.producer.future import FutureRecordMetadata
 
 from connectors.outbox import Outbox, OutboxRecord
-from hub.bus.kafka import producer as make_producer
+from hub.bus.kafka import EventLog
+from hub.bus.producer import BROKER_ERRORS, CachedPartitioner, bounded_producer, discard
 from hub.errors import Unavailable
-from hub.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -33,38 +31,11 @@ BATCH = 20_000  # outbox rows per send batch (one acknowledgement round, one wat
 CONNECT_TIMEOUT_S = 5.0  # per connection attempt; max_wait bounds the total
 ACK_FLOOR_S = 10.0
 
-_Errors = (KafkaError, OSError)
 _InFlight = tuple[list[int], list[FutureRecordMetadata]]
 
 
 class DeliveryError(Unavailable, RuntimeError):
     """The broker did not acknowledge every message sent."""
-
-
-class CachedPartitioner(DefaultPartitioner):
-    """The default murmur2 partitioner, memoised: a replay has few distinct tile keys and the
-    pure-Python murmur2 was ~17% of the send loop."""
-
-    def __init__(self) -> None:
-        self._cache: dict[tuple[str, bytes, int], int] = {}
-
-    def partition(
-        self,
-        topic: str,
-        key: Any,
-        serialized_key: bytes | None,
-        value: Any,
-        serialized_value: Any,
-        cluster: Any,
-    ) -> int:
-        if serialized_key is None:
-            return int(super().partition(topic, key, None, value, serialized_value, cluster))
-        cache_key = (topic, serialized_key, len(cluster.partitions_for_topic(topic) or ()))
-        found = self._cache.get(cache_key)
-        if found is None:
-            found = super().partition(topic, key, serialized_key, value, serialized_value, cluster)
-            self._cache[cache_key] = found
-        return int(found)
 
 
 @dataclass
@@ -85,7 +56,7 @@ class Publisher:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: EventLog,
         outbox: Outbox,
         *,
         max_wait: float = 30.0,
@@ -146,7 +117,7 @@ class Publisher:
         began = time.monotonic()
         try:
             operation(deadline)
-        except (*_Errors, DeliveryError) as exc:
+        except (*BROKER_ERRORS, DeliveryError) as exc:
             self._fail(exc)
             self._trouble_since = self._trouble_since or began
             return False
@@ -200,16 +171,14 @@ class Publisher:
     def _connect(self, deadline: float) -> KafkaProducer:
         if self._producer is None:
             left = deadline - time.monotonic()
-            wait_ms = int(min(max(left, 0.5), CONNECT_TIMEOUT_S) * 1000)
             config: dict[str, Any] = {
                 "partitioner": CachedPartitioner(),
-                "bootstrap_timeout_ms": wait_ms,  # the 30 s default would outlast a short wait
-                "max_block_ms": wait_ms,
                 "linger_ms": 20,
                 "batch_size": 1024 * 1024,
             }
             config.update(self._overrides)
-            self._producer = make_producer(self.settings, **config)
+            wait_s = min(max(left, 0.5), CONNECT_TIMEOUT_S)
+            self._producer = bounded_producer(self.settings, wait_s, **config)
         return self._producer
 
     def _fail(self, exc: BaseException) -> None:
@@ -219,8 +188,7 @@ class Publisher:
         # Unsettled rows stay pending (they may reach Kafka twice; fusion drops the copy).
         self._in_flight = None
         if self._producer is not None:
-            with contextlib.suppress(KafkaError):
-                self._producer.close(timeout=0)  # a failed producer may hold doomed batches
+            discard(self._producer)
             self._producer = None
 
 

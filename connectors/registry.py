@@ -15,8 +15,8 @@ from typing import Protocol, Self
 
 from connectors.report import ConnectorReport
 from connectors.run import RunOptions
+from connectors.settings import ConnectorSettings
 from hub.errors import NotFound
-from hub.settings import Settings
 
 # kind -> "module:Class"
 CONNECTORS: dict[str, str] = {
@@ -26,7 +26,7 @@ CONNECTORS: dict[str, str] = {
 
 class Connector(Protocol):
     @classmethod
-    def from_mapping_file(cls, path: Path, settings: Settings) -> Self: ...
+    def from_mapping_file(cls, path: Path, settings: ConnectorSettings) -> Self: ...
 
     def run(self, source: Path, options: RunOptions) -> ConnectorReport: ...
 

@@ -7,14 +7,11 @@ Events an earlier run left behind are sent first.
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-import psycopg
 
 from connectors.csv_source import (
     Conversion,
@@ -28,13 +25,11 @@ from connectors.mapping import Mapping
 from connectors.outbox import Outbox, default_outbox_path
 from connectors.publisher import Publisher
 from connectors.report import ConnectorReport
+from connectors.settings import ConnectorSettings
 from geo.assign import CommunityIndex
 from geo.tiles import event_key
 from hub.errors import ConfigError
-from hub.settings import Settings
 from schemas.event import Event
-
-log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 20_000  # rows converted, committed to the outbox and sent together
 
@@ -45,7 +40,9 @@ class ConnectorConfigError(ConfigError, ValueError):
 
 @dataclass
 class RunOptions:
-    communities: CommunityIndex | None = None  # None: the hub database's polygons, if reachable
+    # Polygons to fill a missing community locally; None: events go without one and fusion
+    # assigns it from the hub's polygons.
+    communities: CommunityIndex | None = None
     rejects_path: Path | None = None
     outbox_path: Path | None = None  # None: state_dir/outbox/{system}.sqlite
     max_wait: float = 30.0  # total seconds to keep retrying an unreachable broker
@@ -53,31 +50,10 @@ class RunOptions:
     on_progress: Callable[[int], None] | None = None  # called with the rows read so far
 
 
-def database_communities(settings: Settings) -> Callable[[], CommunityIndex | None]:
-    """A loader of the hub's community polygons, asked only if some row needs them."""
-
-    def load() -> CommunityIndex | None:
-        from hub.store.communities import load_index
-        from hub.store.db import connect
-
-        try:
-            with connect(settings) as conn:
-                index = load_index(conn)
-        except psycopg.Error as exc:
-            log.warning(
-                "no community polygons: database unreachable; events go out without community",
-                extra={"error": str(exc).strip()},
-            )
-            return None
-        return index if len(index) else None
-
-    return load
-
-
 def run_csv(
     path: Path,
     mapping: Mapping,
-    settings: Settings,
+    settings: ConnectorSettings,
     *,
     communities: CommunityIndex | None = None,
     rejects_path: Path | None = None,
@@ -99,11 +75,11 @@ def run_csv(
 
 class CsvRun:
     def __init__(
-        self, path: Path, mapping: Mapping, settings: Settings, options: RunOptions
+        self, path: Path, mapping: Mapping, settings: ConnectorSettings, options: RunOptions
     ) -> None:
         self.path, self.mapping, self.settings, self.options = path, mapping, settings, options
         self.outbox_path = options.outbox_path or default_outbox_path(
-            settings, mapping.source.system
+            settings.state_dir, mapping.source.system
         )
         key = settings.reporter_key.get_secret_value() if settings.reporter_key else ""
         if mapping.source.reporter and not key:
@@ -139,9 +115,8 @@ class CsvRun:
         rejects: RejectsWriter | None,
         report: ConnectorReport,
     ) -> None:
-        communities = self.options.communities or database_communities(self.settings)
         converter = RowConverter(
-            self.mapping, communities=communities, reporter_key=self.reporter_key
+            self.mapping, communities=self.options.communities, reporter_key=self.reporter_key
         )
         publisher = Publisher(self.settings, outbox, max_wait=self.options.max_wait)
         try:

@@ -189,11 +189,6 @@ class Settings(BaseSettings):
         description="proxy IPs/CIDRs whose X-Forwarded-For is believed (audit client address)",
     )
 
-    # Connectors
-    reporter_key: SecretStr | None = Field(
-        None, description="HMAC-SHA256 key of reporter pseudonyms; raw reporters never leave"
-    )
-
     # Local stack
     state_dir: Path = Path(".hub")
     broker_port: int = Field(9092, ge=1, le=65535)

@@ -19,18 +19,21 @@ import pytest
 from kafka import KafkaConsumer
 from typer.testing import CliRunner
 
-from connectors import convert_rows, load_mapping, run_csv
+from connectors import ConnectorSettings, convert_rows, load_mapping, run_csv
 from connectors.csv_source import Conversion, RowConverter, event_id_for, open_csv, snake_case
 from connectors.mapping import Mapping, parse_mapping
 from connectors.outbox import Outbox, OutboxBusy
 from geo.assign import CommunityIndex
 from geo.crs import wgs84_to_gcj02
+from geo.geojson import read_communities
 from geo.tiles import tile_key
+from hub.bus.kafka import EventLog
 from hub.cli.main import app
 from hub.settings import Settings, get_settings
 from hub.stack.broker import free_port
-from hub.store.communities import read_communities
+from hub.store.db import connect
 from schemas.event import Event, Point, parse_event
+from tests.fusion_helpers import fusion_stats, running_worker, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 SFPD = ROOT / "data" / "sf" / "sfpd_incident_reports_2018-12.csv"
@@ -384,7 +387,7 @@ def _slice(tmp_path: Path, start: int, stop: int, name: str = "slice.csv") -> Pa
     return path
 
 
-def _consume(settings: Settings, expected: int, timeout_s: float = 20.0) -> list[Any]:
+def _consume(settings: EventLog, expected: int, timeout_s: float = 20.0) -> list[Any]:
     consumer = KafkaConsumer(
         settings.events_topic,
         bootstrap_servers=settings.kafka_bootstrap,
@@ -411,7 +414,12 @@ def test_run_publishes_keys_valid_json_and_replays_same_ids(
 ) -> None:
     source = _slice(tmp_path, 0, 1500)
     mapping = load_mapping(SFPD_MAPPING)
-    settings = hub_settings.model_copy(update={"state_dir": tmp_path / "state"})
+    settings = ConnectorSettings(
+        kafka_bootstrap=hub_settings.kafka_bootstrap,
+        events_topic=hub_settings.events_topic,
+        tile_zoom=hub_settings.tile_zoom,
+        state_dir=tmp_path / "state",
+    )
     sent_after_ms = time.time() * 1000 - 1000
     progress: list[int] = []
     report = run_csv(
@@ -550,6 +558,40 @@ def test_recovered_run_of_the_same_file_sends_each_event_once(
 def _rows(path: Path) -> list[dict[str, str | None]]:
     with open_csv(path, load_mapping(SFPD_MAPPING)) as (_, rows):
         return list(rows)
+
+
+def test_fusion_assigns_the_community_a_connector_leaves_open(
+    hub_settings: Settings, sf_communities: list[str], tmp_path: Path
+) -> None:
+    # Without polygons a connector sends rows that name no community as they are; fusion fills
+    # the community from the hub's polygons, as the connector would have from the same file.
+    data = json.loads(json.dumps(_mapping_dict(SFPD_MAPPING)))
+    del data["community"]
+    mapping = parse_mapping(data)
+    source = _slice(tmp_path, 0, 300)
+    settings = ConnectorSettings(
+        kafka_bootstrap=hub_settings.kafka_bootstrap,
+        events_topic=hub_settings.events_topic,
+        tile_zoom=hub_settings.tile_zoom,
+        state_dir=tmp_path / "state",
+    )
+    report = run_csv(source, mapping, settings)
+    assert report.delivered and report.unassigned == report.events_produced > 250
+    local = convert_rows(_rows(source), mapping, communities=sf_index()).events
+    expected = {str(e.event_id): e.community_id for e in local if e.community_id}
+    assert len(expected) >= report.events_produced - 1
+
+    def consumed() -> bool:
+        return fusion_stats(hub_settings)["consumed"] >= report.events_produced
+
+    with running_worker(hub_settings):
+        wait_until(consumed, 60, "the connector's events consumed")
+    with connect(hub_settings) as conn:
+        rows = conn.execute(
+            "SELECT event_id::text, community_id FROM event WHERE event_id = ANY(%s::uuid[])",
+            (list(expected),),
+        ).fetchall()
+    assert dict(rows) == expected
 
 
 def test_cli_exit_codes_for_unusable_input(cli_env: dict[str, str], tmp_path: Path) -> None:

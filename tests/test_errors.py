@@ -11,6 +11,7 @@ from connectors.outbox import OutboxBusy
 from connectors.publisher import DeliveryError
 from connectors.registry import UnknownConnector
 from connectors.run import ConnectorConfigError
+from geo.geojson import GeoJSONError
 from hub.api.errors import BadRequest, Conflict, Forbidden, NotFound, status_of
 from hub.api.ingest import ContentTooLarge
 from hub.api.producer import BrokerUnavailable
@@ -22,7 +23,6 @@ from hub.fusion.risk import RiskConfigError
 from hub.fusion.rules import Rules, RulesError
 from hub.fusion.thresholds import ThresholdsError
 from hub.stack.local import StackError
-from hub.store.communities import CommunityImportError
 from hub.store.grids import GridImportError
 
 # Each error and the builtin base callers may still catch it by.
@@ -32,7 +32,7 @@ ERRORS: list[tuple[type[Exception], type[Exception]]] = [
     (ThresholdsError, ValueError),
     (RiskConfigError, ValueError),
     (GridImportError, ValueError),
-    (CommunityImportError, ValueError),
+    (GeoJSONError, ValueError),
     (MappingError, ValueError),
     (ConnectorConfigError, ValueError),
     (UnknownConnector, KeyError),

@@ -16,8 +16,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from geo.tiles import event_key
-from hub.api import producer
 from hub.api.factory import create_app
+from hub.bus import producer
 from hub.settings import Settings
 from hub.stack.broker import free_port
 from hub.store.db import connect

@@ -32,7 +32,7 @@ from hub.api.deps import Access, SettingsDep, get_access
 from hub.api.errors import Conflict, Forbidden, NotFound, problem_responses
 from hub.api.geojson import absolute_url
 from hub.api.params import NO_NUL
-from hub.api.producer import BrokerUnavailable, event_producer
+from hub.api.producer import publish
 from hub.store import incident_queries
 from schemas.event import DECISION_SOURCE, Event
 from schemas.picture import Decision
@@ -115,10 +115,8 @@ def _event(access: Access, found: incident_queries.IncidentDetail, **properties:
 
 
 def _publish(request: Request, settings: SettingsDep, event: Event) -> None:
-    try:
-        event_producer(request.app).send([(event_key(event, settings.tile_zoom), event.to_json())])
-    except BrokerUnavailable as exc:
-        raise exc.answer("the decision was not recorded (sending it again is safe)") from None
+    record = (event_key(event, settings.tile_zoom), event.to_json())
+    publish(request.app, [record], "the decision was not recorded (sending it again is safe)")
 
 
 # What shows that fusion applied a decision: its timeline entry; a split, the report pinned in

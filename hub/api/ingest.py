@@ -9,13 +9,12 @@ acknowledgements, so a 202 means the events are in the log, not yet that they ar
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from functools import cache
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 
@@ -24,25 +23,14 @@ from hub.access.principal import Principal
 from hub.api.deps import SettingsDep
 from hub.api.errors import ApiError, BadRequest, problem, problem_responses
 from hub.api.limits import json_depth
-from hub.api.producer import BrokerUnavailable, EventProducer, event_producer
+from hub.api.producer import closing_producer, publish
 from hub.auth.deps import require_scope
 from hub.errors import TooLarge
 from hub.settings import Settings
 from schemas.event import Event, holds_nul, load_event_schema, parse_event
 
-
-@asynccontextmanager
-async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    # Merged into the app's lifespan by include_router, so it composes with the audit's.
-    try:
-        yield
-    finally:
-        sink = getattr(app.state, "event_producer", None)
-        if isinstance(sink, EventProducer):
-            sink.close()
-
-
-router = APIRouter(tags=["events"], lifespan=_lifespan)
+# The lifespan is merged into the app's by include_router, so it composes with the audit's.
+router = APIRouter(tags=["events"], lifespan=closing_producer)
 
 MAX_ERRORS_PER_ITEM = 10
 
@@ -318,10 +306,11 @@ def post_events(
             rejected.append(checked)
     if not events:
         return _nothing_accepted(request, rejected)
-    try:
-        event_producer(request.app).send(_records(events, settings.tile_zoom))
-    except BrokerUnavailable as exc:
-        raise exc.answer("nothing was accepted (resending the same event ids is safe)") from None
+    publish(
+        request.app,
+        _records(events, settings.tile_zoom),
+        "nothing was accepted (resending the same event ids is safe)",
+    )
     request.state.audit_rows = len(events)
     result = IngestResult(accepted=[e.event_id for e in events], rejected=rejected)
     return JSONResponse(result.model_dump(mode="json"), status_code=207 if rejected else 202)

@@ -15,9 +15,9 @@ from typing import Any
 
 from rich.progress import Progress
 
-from connectors.publisher import CachedPartitioner
 from hub.bench.env import FusionProcess
 from hub.bus.kafka import producer
+from hub.bus.producer import CachedPartitioner
 from hub.settings import Settings
 from hub.store.db import connect
 from hub.store.stats import FusionCounters, read_fusion_counters

@@ -20,9 +20,9 @@ from typing import Any, Protocol
 
 from kafka import KafkaProducer
 
-from connectors.publisher import CachedPartitioner
 from hub.bench.workload import stream
 from hub.bus.kafka import producer
+from hub.bus.producer import CachedPartitioner
 from hub.settings import Settings
 
 TICK_S = 0.01  # a paced producer sends a small burst every tick

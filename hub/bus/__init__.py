@@ -1,1 +1,1 @@
-"""Kafka plumbing shared by connectors, fusion and the stack (kafka-python)."""
+"""Kafka plumbing shared by connectors, the API, fusion and the stack (kafka-python)."""

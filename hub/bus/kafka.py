@@ -1,11 +1,15 @@
-"""Producer/consumer/admin factories and topic management, configured from settings."""
+"""Producer/consumer/admin factories and topic management, configured from settings.
+
+The producer needs only :class:`EventLog` (the hub's Settings and a connector's settings both
+fit it), so connectors use it without the hub's settings.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
@@ -14,6 +18,16 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from hub.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class EventLog(Protocol):
+    """Where events are produced: the broker's bootstrap servers and the events topic."""
+
+    @property
+    def kafka_bootstrap(self) -> str: ...
+
+    @property
+    def events_topic(self) -> str: ...
 
 
 def admin(settings: Settings) -> KafkaAdminClient:
@@ -44,7 +58,7 @@ def topic_id(settings: Settings, topic: str) -> str | None:
         client.close()
 
 
-def producer(settings: Settings, **overrides: Any) -> KafkaProducer:
+def producer(settings: EventLog, **overrides: Any) -> KafkaProducer:
     config: dict[str, Any] = {
         "bootstrap_servers": settings.kafka_bootstrap,
         "acks": "all",

@@ -27,14 +27,15 @@ def import_(
     """
     import psycopg
 
-    from hub.store.communities import CommunityImportError, import_communities
+    from geo.geojson import GeoJSONError
+    from hub.store.communities import import_communities
     from hub.store.db import connect
 
     out, err = Console(), Console(stderr=True)
     try:
         with connect(get_settings()) as conn:
             report = import_communities(conn, file, id_field, name_field)
-    except CommunityImportError as exc:
+    except GeoJSONError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
     except psycopg.Error as exc:

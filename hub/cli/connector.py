@@ -14,7 +14,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hub import logs
-from hub.settings import get_settings
 
 if TYPE_CHECKING:
     from geo.assign import CommunityIndex
@@ -37,8 +36,8 @@ def run(
     ),
     communities: Path | None = typer.Option(
         None,
-        help="GeoJSON community polygons for rows without a community "
-        "(default: the hub database's, if reachable).",
+        help="GeoJSON community polygons to fill rows without a community here "
+        "(default: none; fusion assigns them from the hub's polygons).",
     ),
     id_field: str | None = typer.Option(None, help="Feature property holding the community id."),
     outbox: Path | None = typer.Option(
@@ -57,14 +56,14 @@ def run(
     from connectors.registry import load_connector
     from connectors.report import summary_table
     from connectors.run import RunOptions
+    from connectors.settings import ConnectorSettings
     from hub.errors import HubError
 
     if not logging.getLogger().handlers:  # a host (tests, the demo) may have set logging up
         logs.configure("WARNING", json=False)  # warnings (no polygons, broker down) as text
     err = Console(stderr=True)
-    settings = get_settings()
     try:
-        connector = load_connector(kind).from_mapping_file(mapping, settings)
+        connector = load_connector(kind).from_mapping_file(mapping, ConnectorSettings())
         index = _load_polygons(communities, id_field)
         with _progress(err, file) as advance:
             options = RunOptions(index, rejects, outbox, max_wait, on_progress=advance)
@@ -81,16 +80,14 @@ def run(
 
 
 def _load_polygons(path: Path | None, id_field: str | None) -> CommunityIndex | None:
-    """A CommunityIndex from a GeoJSON file, or None (the run then asks the database)."""
+    """A CommunityIndex from a GeoJSON file, or None (events then go without a community)."""
     if path is None:
         return None
     if not id_field:
         raise typer.BadParameter("--communities needs --id-field (the property holding the id)")
-    from geo.assign import CommunityIndex
-    from hub.store.communities import read_communities
+    from geo.geojson import read_community_index
 
-    rows, _ = read_communities(path, id_field, id_field)
-    return CommunityIndex.build([r.id for r in rows], [r.geom for r in rows])
+    return read_community_index(path, id_field)
 
 
 @contextmanager

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from connectors import ConnectorReport, load_mapping, run_csv
+from connectors import ConnectorReport, ConnectorSettings, load_mapping, run_csv
 from hub.demo.counters import community_counts, fusion_counters, lag_percentiles
 from hub.demo.feeds import Feed, slug, split_by_community
 from hub.settings import Settings
@@ -63,8 +63,19 @@ def import_sf_communities(settings: Settings) -> int:
     return len(report.inserted) + len(report.updated)
 
 
+def connector_settings(settings: Settings) -> ConnectorSettings:
+    """The demo's connectors send to the hub's broker and topic, keyed at the hub's zoom (the
+    reporter key, which the SFPD mapping does not use, from the environment)."""
+    return ConnectorSettings(
+        kafka_bootstrap=settings.kafka_bootstrap,
+        events_topic=settings.events_topic,
+        tile_zoom=settings.tile_zoom,
+        state_dir=settings.state_dir,
+    )
+
+
 def _run_feed(
-    feed: Feed, settings: Settings, work_dir: Path, progress: Progress
+    feed: Feed, settings: ConnectorSettings, work_dir: Path, progress: Progress
 ) -> ConnectorReport:
     name = slug(feed.community)
     report = run_csv(
@@ -85,8 +96,9 @@ def replay(settings: Settings, work_dir: Path, progress: Progress) -> list[Conne
     """Run one connector per community feed (a few at a time); returns their reports."""
     feeds = split_by_community(INCIDENTS, "Analysis Neighborhood", work_dir / "feeds")
     progress.feeds, progress.rows_total = len(feeds), sum(f.rows for f in feeds)
+    connectors = connector_settings(settings)
     with ThreadPoolExecutor(CONNECTOR_THREADS, thread_name_prefix="connector") as pool:
-        futures = [pool.submit(_run_feed, f, settings, work_dir, progress) for f in feeds]
+        futures = [pool.submit(_run_feed, f, connectors, work_dir, progress) for f in feeds]
         return [f.result() for f in futures]
 
 

@@ -15,6 +15,7 @@ from pyproj import CRS, Transformer
 from shapely import STRtree
 
 from geo.assign import UNASSIGNED, CommunityIndex
+from geo.geojson import read_communities
 from hub.bench.workload import NEIGHBOURHOODS
 
 
@@ -90,7 +91,5 @@ def neighbours_within(
 @cache
 def sf_world(path: Path = NEIGHBOURHOODS, neighbour_distance_m: float = 2000.0) -> World:
     """The 41 SF Analysis Neighbourhoods, read as ``hub community import`` reads them."""
-    from hub.store.communities import read_communities  # pulls in psycopg: only when needed
-
     rows, _ = read_communities(path, "nhood", "nhood")
     return build_world([r.id for r in rows], [r.geom for r in rows], neighbour_distance_m)
