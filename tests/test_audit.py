@@ -24,10 +24,10 @@ from psycopg.types.json import Jsonb
 from typer.testing import CliRunner
 
 from hub.access.principal import DEFAULT_SCOPES, Principal
+from hub.api.audit_middleware import install_audit
 from hub.api.factory import create_app
 from hub.audit import store
 from hub.audit.chain import AuditRecord
-from hub.audit.middleware import install_audit
 from hub.cli.main import app as cli
 from hub.settings import Settings, get_settings
 from hub.store.db import connect

@@ -24,8 +24,8 @@ from hub.api import (
     risk,
     warnings,
 )
+from hub.api.audit_middleware import install_audit
 from hub.api.errors import Problem, add_exception_handlers
-from hub.audit.middleware import install_audit
 from hub.auth.server import HubAuthorizationServer
 from hub.auth.tokens import TokenVerifier
 from hub.settings import Settings, get_settings

@@ -33,7 +33,14 @@ from rich.console import Console
 
 from hub.bench.env import EnvOptions, bench_env, fusion_process, topics
 from hub.bench.ingest_phases import lag_job, measure_drain, measure_lag, measure_sustained
-from hub.bench.ingest_report import MODES, PICTURE, SKELETON, summarise, table_rows
+from hub.bench.ingest_report import (
+    MODES,
+    PICTURE,
+    SKELETON,
+    IngestOptions,
+    summarise,
+    table_rows,
+)
 from hub.bench.pipeline import Run, Store, fill_topic
 from hub.bench.report import BenchFailed, machine_info, progress_bars
 from hub.bench.visibility import Follower, Sampler, api_reader, visible_figures
@@ -53,23 +60,6 @@ __all__ = [
     "summarise",
     "table_rows",
 ]
-
-
-@dataclass(frozen=True)
-class IngestOptions:
-    events: int = 200_000
-    rate: int = 2_000
-    sustained_seconds: float = 20.0
-    sustained_events: int | None = None  # cap per producer: stop earlier than the seconds
-    lag_seconds: float = 20.0
-    producers: int = 1
-    duplicate_share: float = 0.02
-    bootstrap: str | None = None
-    database_url: str | None = None
-    keep: bool = False
-    modes: tuple[str, ...] = MODES
-    rounds: int = 2  # drains per mode
-    sample_every: int = 20  # the picture's lag phase: 1 in N events followed through the API
 
 
 @dataclass(frozen=True)

@@ -10,21 +10,39 @@ shared, so the picture is held against the skeleton as a ratio measured side by 
 from __future__ import annotations
 
 import statistics
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.engine import make_url
 
 from hub.bench.report import Row, Target
 from hub.settings import Settings
 
-if TYPE_CHECKING:  # ingest.py imports this module: only the type, not at run time
-    from hub.bench.ingest import IngestOptions
-
 SKELETON, PICTURE = "skeleton", "picture"
 MODES = (SKELETON, PICTURE)
 MODE_TEXT = {SKELETON: "skeleton (events only)", PICTURE: "picture (default)"}
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """What one ``hub bench ingest`` run does (the CLI's options)."""
+
+    events: int = 200_000
+    rate: int = 2_000
+    sustained_seconds: float = 20.0
+    sustained_events: int | None = None  # cap per producer: stop earlier than the seconds
+    lag_seconds: float = 20.0
+    producers: int = 1
+    duplicate_share: float = 0.02
+    bootstrap: str | None = None
+    database_url: str | None = None
+    keep: bool = False
+    modes: tuple[str, ...] = MODES
+    rounds: int = 2  # drains per mode
+    sample_every: int = 20  # the picture's lag phase: 1 in N events followed through the API
+
+
 TARGETS = {
     "drain_eps": Target(20_000),  # the skeleton's
     "sustained_eps": Target(10_000),  # the skeleton's
