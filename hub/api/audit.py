@@ -16,8 +16,8 @@ from fastapi import APIRouter, HTTPException, Query, Request, Security
 from pydantic import BaseModel, Field
 
 from hub.api.deps import Access, SettingsDep, get_access
-from hub.api.errors import problem_responses
-from hub.api.geojson import JSONBytesResponse, Link, absolute_url, dumps, link
+from hub.api.geojson import JSON_MEDIA_TYPE, JSONBytesResponse, Link, dumps, page_links
+from hub.api.listing import list_route
 from hub.api.params import NO_NUL, limit_param, optional_instant, since_param
 from hub.audit import store
 
@@ -79,15 +79,15 @@ def _whose(access: Access, subject: str | None) -> str:
     return subject
 
 
-@router.get(
+@list_route(
+    router,
     "/v1/audit",
     name="audit_trail",
     summary="The caller's own audit trail, oldest first",
     description="Every /v1 request the principal made: endpoint, parameters, status, rows, "
     "when and from where. An admin may pass `subject` to read anyone's. Follow `next` to page.",
+    model=AuditTrail,
     response_class=JSONBytesResponse,
-    response_model=AuditTrail,
-    responses=problem_responses(400, 401, 403, 429, 500),
 )
 def audit_trail(
     request: Request,
@@ -108,14 +108,12 @@ def audit_trail(
     entries = store.trail(conn, subject=whose, since=start, after_id=after, limit=limit + 1)
     more, entries = len(entries) > limit, entries[:limit]
     request.state.audit_rows = len(entries)
-    path = request.app.url_path_for("audit_trail")
-    params = [(k, v) for k, v in request.query_params.multi_items() if k != "after"]
-    self_params = [*params, ("after", str(after))] if after else params
-    links = [link("self", absolute_url(request, settings, path, self_params), "application/json")]
-    if more:
-        next_params = [*params, ("after", str(entries[-1].id))]
-        href = absolute_url(request, settings, path, next_params)
-        links.append(link("next", href, "application/json"))
+    # Paged by id rather than by cursor: ``after`` is the last id of the page before.
+    at = str(after) if after else None
+    following = str(entries[-1].id) if more else None
+    links = page_links(
+        request, settings, "audit_trail", at, following, key="after", media_type=JSON_MEDIA_TYPE
+    )
     body = {
         "subject": whose,
         "entries": [_entry(e) for e in entries],

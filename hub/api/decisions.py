@@ -17,11 +17,13 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Body, Path, Request, Security
+from fastapi import APIRouter, Body, Depends, Path, Request, Security
+from fastapi.types import DecoratedCallable
 from pydantic import BaseModel, Field
 from shapely.geometry import mapping, shape
 from sqlalchemy import TextClause, text
@@ -33,6 +35,7 @@ from hub.api.errors import Conflict, Forbidden, NotFound, problem_responses
 from hub.api.geojson import absolute_url
 from hub.api.params import NO_NUL
 from hub.api.producer import publish
+from hub.settings import Settings
 from hub.store import incident_queries
 from schemas.event import DECISION_SOURCE, Event
 from schemas.picture import Decision
@@ -71,75 +74,105 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _target(access: Access, incident_id: uuid.UUID) -> incident_queries.IncidentDetail:
-    """The incident (a merged id resolves to its survivor), if the caller may rule on it."""
-    found = incident_queries.get_incident(access.session, incident_id, access.incidents)
-    if found is None:
-        current = incident_queries.merged_into(access.session, incident_id, access.incidents)
-        if current is not None:
-            found = incident_queries.get_incident(access.session, current, access.incidents)
-    if found is None:
-        raise NotFound(f"no incident {incident_id}")
-    principal = access.principal
-    if principal.kind == "community" and principal.community_id not in found.incident.communities:
-        raise Forbidden(
-            f"community {principal.community_id!r} did not report this incident: only its "
-            "own communities, a department or an admin may rule on it"
-        )
-    return found
-
-
-def _event(access: Access, found: incident_queries.IncidentDetail, **properties: Any) -> Event:
-    """The verification event: at the incident's place, in its picture, by the principal."""
-    row = found.incident
-    point = shape(orjson.loads(row.geometry)).representative_point()
-    own = access.principal.community_id
-    return Event.model_validate(
-        {
-            "event_id": str(uuid.uuid4()),
-            "community_id": own if own in row.communities else row.communities[0],
-            "source": {
-                "system": DECISION_SOURCE[0],
-                "connector": DECISION_SOURCE[1],
-                "reporter": access.principal.subject,
-            },
-            "kind": "verification",
-            "category": row.category,
-            "event_type": row.event_type,
-            "status": row.status,
-            "observed_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-            "geometry": mapping(point),
-            "properties": {"incident_id": str(row.id), **properties},
-        }
-    )
-
-
-def _publish(request: Request, settings: SettingsDep, event: Event) -> None:
-    record = (event_key(event, settings.tile_zoom), event.to_json())
-    publish(request.app, [record], "the decision was not recorded (sending it again is safe)")
-
-
 # What shows that fusion applied a decision: its timeline entry; a split, the report pinned in
 # its own incident (whose id the answer gives).
 _DECIDED = text("SELECT 1 FROM incident_timeline WHERE event_id = :id")
 _SPLIT_OUT = text("SELECT incident_id FROM incident_report WHERE event_id = :id AND pinned")
 
 
-def _record(
+@dataclass(frozen=True)
+class Ruling:
+    """An operator's decision on the incident the path names, in the making: who decides
+    (``access``), and the request it answers."""
+
+    request: Request
+    settings: Settings
+    access: Access
+    incident_id: uuid.UUID
+
+    def target(self) -> incident_queries.IncidentDetail:
+        """The incident (a merged id resolves to its survivor), if the caller may rule on
+        it."""
+        session, reach, incident_id = self.access.session, self.access.incidents, self.incident_id
+        found = incident_queries.get_incident(session, incident_id, reach)
+        if found is None:
+            current = incident_queries.merged_into(session, incident_id, reach)
+            if current is not None:
+                found = incident_queries.get_incident(session, current, reach)
+        if found is None:
+            raise NotFound(f"no incident {incident_id}")
+        principal = self.access.principal
+        if (
+            principal.kind == "community"
+            and principal.community_id not in found.incident.communities
+        ):
+            raise Forbidden(
+                f"community {principal.community_id!r} did not report this incident: only its "
+                "own communities, a department or an admin may rule on it"
+            )
+        return found
+
+    def event(self, found: incident_queries.IncidentDetail, **properties: Any) -> Event:
+        """The verification event: at the incident's place, in its picture, by the
+        principal."""
+        row = found.incident
+        point = shape(orjson.loads(row.geometry)).representative_point()
+        principal = self.access.principal
+        own = principal.community_id
+        return Event.model_validate(
+            {
+                "event_id": str(uuid.uuid4()),
+                "community_id": own if own in row.communities else row.communities[0],
+                "source": {
+                    "system": DECISION_SOURCE[0],
+                    "connector": DECISION_SOURCE[1],
+                    "reporter": principal.subject,
+                },
+                "kind": "verification",
+                "category": row.category,
+                "event_type": row.event_type,
+                "status": row.status,
+                "observed_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                "geometry": mapping(point),
+                "properties": {"incident_id": str(row.id), **properties},
+            }
+        )
+
+    def record(self, event: Event, applied: TextClause, key: uuid.UUID) -> Any:
+        """Put the decision in the log, then ``applied``'s answer for ``key`` once fusion
+        applied it (None when it has not within the wait)."""
+        record = (event_key(event, self.settings.tile_zoom), event.to_json())
+        sorry = "the decision was not recorded (sending it again is safe)"
+        publish(self.request.app, [record], sorry)
+        session = self.access.session
+        return _wait(
+            self.settings.api_decision_wait_s,
+            lambda: session.execute(applied, {"id": key}).scalar_one_or_none(),
+        )
+
+    def answer(self, result: DecisionResult) -> Response:
+        """200 when fusion applied it, else 202; where the incident is now in ``Location``."""
+        request = self.request
+        request.state.audit_rows = 1
+        here = request.app.url_path_for("get_incident", incident_id=str(result.incident_id))
+        return JSONResponse(
+            result.model_dump(mode="json"),
+            status_code=200 if result.applied else 202,
+            headers={"Location": absolute_url(request, self.settings, here)},
+        )
+
+
+def ruling(
     request: Request,
     settings: SettingsDep,
-    access: Access,
-    event: Event,
-    applied: TextClause,
-    key: uuid.UUID,
-) -> Any:
-    """Put the decision in the log, then ``applied``'s answer for ``key`` once fusion applied
-    it (None when it has not within the wait)."""
-    _publish(request, settings, event)
-    return _wait(
-        settings.api_decision_wait_s,
-        lambda: access.session.execute(applied, {"id": key}).scalar_one_or_none(),
-    )
+    access: VerifyAccess,
+    incident_id: Annotated[uuid.UUID, Path(description="the incident id")],
+) -> Ruling:
+    # No look-up here: the body is validated (400) before the incident is (404), as ever.
+    return Ruling(request, settings, access, incident_id)
+
+
+RulingDep = Annotated[Ruling, Depends(ruling)]
 
 
 def _wait(seconds: float, applied: Callable[[], Any]) -> Any:
@@ -152,72 +185,60 @@ def _wait(seconds: float, applied: Callable[[], Any]) -> Any:
         time.sleep(POLL_S)
 
 
-def _answer(request: Request, settings: SettingsDep, result: DecisionResult) -> Response:
-    request.state.audit_rows = 1
-    here = request.app.url_path_for("get_incident", incident_id=str(result.incident_id))
-    return JSONResponse(
-        result.model_dump(mode="json"),
-        status_code=200 if result.applied else 202,
-        headers={"Location": absolute_url(request, settings, here)},
+def _decision_route(
+    action: str, *, name: str, summary: str, description: str
+) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    """``POST /v1/incidents/{incident_id}/<action>``, answered by a :class:`DecisionResult`."""
+    return router.post(
+        f"/v1/incidents/{{incident_id}}/{action}",
+        name=name,
+        summary=summary,
+        description=description,
+        response_model=DecisionResult,
+        responses=_RESPONSES,
     )
 
 
-@router.post(
-    "/v1/incidents/{incident_id}/verification",
+@_decision_route(
+    "verification",
     name="verify_incident",
     summary="Verify or refute an incident",
     description="Records who decided, when and why. A refuted incident stays visible as a "
     "refuted rumour, so that neighbours stop spreading it. Needs `incidents:verify`; a "
     "community may rule only on incidents its own community reported. 200 when fusion applied "
     "the decision before the answer, 202 when it is in the log and about to be applied.",
-    response_model=DecisionResult,
-    responses=_RESPONSES,
 )
-def verify_incident(
-    request: Request,
-    settings: SettingsDep,
-    access: VerifyAccess,
-    incident_id: Annotated[uuid.UUID, Path(description="the incident id")],
-    body: Annotated[VerificationRequest, Body()],
-) -> Response:
-    found = _target(access, incident_id)
-    event = _event(access, found, decision=body.decision, reason=body.reason)
-    applied = _record(request, settings, access, event, _DECIDED, event.event_id)
+def verify_incident(ruling: RulingDep, body: Annotated[VerificationRequest, Body()]) -> Response:
+    found = ruling.target()
+    event = ruling.event(found, decision=body.decision, reason=body.reason)
+    applied = ruling.record(event, _DECIDED, event.event_id)
     result = DecisionResult(
         incident_id=found.incident.id,
         decision=body.decision,
         event_id=event.event_id,
         applied=applied is not None,
     )
-    return _answer(request, settings, result)
+    return ruling.answer(result)
 
 
-@router.post(
-    "/v1/incidents/{incident_id}/split",
+@_decision_route(
+    "split",
     name="split_incident",
     summary="Take a wrongly merged report out of an incident",
     description="The report becomes an incident of its own, and correlation never merges it "
     "again; the incident it left is re-clustered from its other members. Needs "
     "`incidents:verify`; a community may split only incidents its own community reported. "
     "409 when the report is not a live member, is already split out, or is the only one.",
-    response_model=DecisionResult,
-    responses=_RESPONSES,
 )
-def split_incident(
-    request: Request,
-    settings: SettingsDep,
-    access: VerifyAccess,
-    incident_id: Annotated[uuid.UUID, Path(description="the incident id")],
-    body: Annotated[SplitRequest, Body()],
-) -> Response:
-    found = _target(access, incident_id)
+def split_incident(ruling: RulingDep, body: Annotated[SplitRequest, Body()]) -> Response:
+    found = ruling.target()
     live = [r for r in found.reports if not r.cancelled]
     if body.event_id not in {r.event_id for r in live}:
         raise Conflict(f"report {body.event_id} is not a live member of this incident")
     if len(live) < 2:
         raise Conflict("the report is the incident's only one: there is nothing to split")
-    event = _event(access, found, decision="split", event_id=str(body.event_id), reason=body.reason)
-    moved = _record(request, settings, access, event, _SPLIT_OUT, body.event_id)
+    event = ruling.event(found, decision="split", event_id=str(body.event_id), reason=body.reason)
+    moved = ruling.record(event, _SPLIT_OUT, body.event_id)
     result = DecisionResult(
         incident_id=found.incident.id,
         decision="split",
@@ -225,4 +246,4 @@ def split_incident(
         applied=moved is not None,
         split_incident_id=moved,
     )
-    return _answer(request, settings, result)
+    return ruling.answer(result)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Security
@@ -17,22 +18,17 @@ from hub.api.geojson import (
     FeatureCollectionBase,
     GeoJSONResponse,
     Link,
-    absolute_url,
-    dumps,
-    feature_page,
+    feature_item,
     fragment,
-    link,
 )
+from hub.api.listing import Listing, list_route, listing
 from hub.api.params import (
     BBoxParam,
     CategoryParam,
     CommunityParam,
     EventTypeParam,
-    Page,
-    encode_cursor,
     optional_bbox,
     optional_instant,
-    paging,
     since_param,
     until_param,
 )
@@ -145,30 +141,23 @@ def event_feature(row: Row[Any]) -> dict[str, Any]:
 # --- endpoints ------------------------------------------------------------------------------
 
 
-@router.get(
+@list_route(
+    router,
     "/v1/events",
     name="list_events",
     summary="Events as a GeoJSON FeatureCollection",
     description="Ordered by ingest sequence (`seq`). Follow the `next` link to page; it keeps "
     "the filters. Filters combine with AND, and with the caller's reach: only events the "
     "principal may see are listed, and `source.reporter` is null where identities are hidden.",
-    response_class=GeoJSONResponse,
-    response_model=EventCollection,
-    responses=problem_responses(400, 401, 403, 429, 500),
+    model=EventCollection,
 )
 def list_events(
-    request: Request,
-    settings: SettingsDep,
     access: ReadAccess,
     filters: Annotated[EventFilter, Depends(event_filter)],
-    page: Page = Depends(paging(MAX_LIMIT)),
+    pages: Listing = Depends(listing(MAX_LIMIT)),
 ) -> GeoJSONResponse:
-    rows, more = queries.list_events(
-        access.session, filters, after_seq=page.after, limit=page.limit, visible=access.events
-    )
-    next_cursor = encode_cursor(rows[-1].seq) if more else None
-    features = [event_feature(r) for r in rows]
-    return feature_page(request, settings, "list_events", features, page.cursor, next_cursor)
+    query = partial(queries.list_events, access.session, filters, visible=access.events)
+    return pages.features("list_events", query, lambda row: row.seq, event_feature)
 
 
 @router.get(
@@ -191,12 +180,6 @@ def get_event(
         raise NotFound(f"no event {event_id}")
     request.state.audit_rows = 1
     feature = event_feature(row)
-    app = request.app
-    here = app.url_path_for("get_event", event_id=str(event_id))
-    feature["links"] = [
-        link("self", absolute_url(request, settings, here)),
-        link(
-            "collection", absolute_url(request, settings, request.app.url_path_for("list_events"))
-        ),
-    ]
-    return GeoJSONResponse(dumps(feature))
+    return feature_item(
+        request, settings, feature, "list_events", "get_event", event_id=str(event_id)
+    )

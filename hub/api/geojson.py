@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse
 from hub.settings import Settings
 
 GEOJSON_MEDIA_TYPE = "application/geo+json"
+JSON_MEDIA_TYPE = "application/json"
 
 
 class JSONBytesResponse(JSONResponse):
@@ -93,6 +94,51 @@ def link(rel: str, href: str, media_type: str = GEOJSON_MEDIA_TYPE) -> dict[str,
     return {"rel": rel, "href": href, "type": media_type}
 
 
+def feature_item(
+    request: Request,
+    settings: Settings,
+    feature: dict[str, Any],
+    collection: str,
+    route: str,
+    **path_params: str,
+) -> GeoJSONResponse:
+    """One Feature with its ``self`` link (``route`` at ``path_params``) and a link to the
+    ``collection`` it belongs to."""
+    app = request.app
+    here = app.url_path_for(route, **path_params)
+    feature["links"] = [
+        link("self", absolute_url(request, settings, here)),
+        link("collection", absolute_url(request, settings, app.url_path_for(collection))),
+    ]
+    return GeoJSONResponse(dumps(feature))
+
+
+def page_links(
+    request: Request,
+    settings: Settings,
+    route: str,
+    at: str | None,
+    following: str | None,
+    *,
+    key: str = "cursor",
+    media_type: str = GEOJSON_MEDIA_TYPE,
+) -> list[dict[str, str]]:
+    """The links of a page of ``route``: ``self`` (at ``at``, the position the request named
+    in its ``key`` parameter) and, when more rows exist, ``next`` (at ``following``). Both keep
+    every other parameter of the request, so paging keeps the filters."""
+    path = request.app.url_path_for(route)
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k != key]
+
+    def href(position: str | None) -> str:
+        params = kept + ([(key, position)] if position is not None else [])
+        return absolute_url(request, settings, path, params)
+
+    links = [link("self", href(at), media_type)]
+    if following is not None:
+        links.append(link("next", href(following), media_type))
+    return links
+
+
 def feature_page(
     request: Request,
     settings: Settings,
@@ -104,17 +150,10 @@ def feature_page(
     """A FeatureCollection page with its ``self`` link and, when more rows exist
     (``next_cursor``), a ``next`` link that keeps every filter of the request."""
     request.state.audit_rows = len(features)  # for the audit log
-    path = request.app.url_path_for(route)
-    params = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
-    self_params = params + ([("cursor", cursor)] if cursor is not None else [])
-    links = [link("self", absolute_url(request, settings, path, self_params))]
-    if next_cursor is not None:
-        next_params = [*params, ("cursor", next_cursor)]
-        links.append(link("next", absolute_url(request, settings, path, next_params)))
     body = {
         "type": "FeatureCollection",
         "features": features,
-        "links": links,
+        "links": page_links(request, settings, route, cursor, next_cursor),
         "numberReturned": len(features),
     }
     return GeoJSONResponse(dumps(body))

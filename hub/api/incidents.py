@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import uuid
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any
 
 import orjson
@@ -31,22 +32,18 @@ from hub.api.geojson import (
     GeoJSONResponse,
     Link,
     absolute_url,
-    dumps,
-    feature_page,
+    feature_item,
     fragment,
-    link,
 )
+from hub.api.listing import Listing, by_updated_seq, list_route, listing
 from hub.api.params import (
     NO_NUL,
     BBoxParam,
     CategoryParam,
     EventTypeParam,
-    Page,
     StatusParam,
-    encode_cursor,
     optional_bbox,
     optional_instant,
-    paging,
     since_param,
 )
 from hub.store import incident_queries
@@ -311,6 +308,14 @@ def incident_feature(row: Row[Any]) -> dict[str, Any]:
     }
 
 
+def listed_incident(row: Row[Any], matched: bool) -> dict[str, Any]:
+    """A feature of the list; with ``report=`` (``matched``), which of them it holds."""
+    feature = incident_feature(row)
+    if matched:
+        feature["matched_reports"] = sorted(row.matched_reports)
+    return feature
+
+
 def _report(row: Row[Any]) -> dict[str, Any]:
     return {
         "event_id": row.event_id,
@@ -340,7 +345,8 @@ def _entry(row: Row[Any, Any, Any, Any]) -> dict[str, Any]:
 # --- endpoints ------------------------------------------------------------------------------
 
 
-@router.get(
+@list_route(
+    router,
     "/v1/incidents",
     name="list_incidents",
     summary="Incidents as a GeoJSON FeatureCollection",
@@ -352,26 +358,20 @@ def _entry(row: Row[Any, Any, Any, Any]) -> dict[str, Any]:
     "`actual`: the drill pictures (`exercise`, `test`) are listed only when asked for. "
     "`report` answers which incidents hold the given reports (event ids), for instance to "
     "follow one's own reports into the picture; a drill's report is found with its `status`.",
-    response_class=GeoJSONResponse,
-    response_model=IncidentCollection,
-    responses=problem_responses(400, 401, 403, 429, 500),
+    model=IncidentCollection,
 )
 def list_incidents(
-    request: Request,
-    settings: SettingsDep,
     access: ReadAccess,
     filters: Annotated[IncidentFilter, Depends(incident_filter)],
-    page: Page = Depends(paging(MAX_LIMIT)),
+    pages: Listing = Depends(listing(MAX_LIMIT)),
 ) -> GeoJSONResponse:
-    rows, more = incident_queries.list_incidents(
-        access.session, filters, after_seq=page.after, limit=page.limit, visible=access.incidents
+    query = partial(
+        incident_queries.list_incidents, access.session, filters, visible=access.incidents
     )
-    next_cursor = encode_cursor(rows[-1].updated_seq) if more else None
-    features = [incident_feature(r) for r in rows]
-    if filters.reports is not None:
-        for feature, row in zip(features, rows, strict=True):
-            feature["matched_reports"] = sorted(row.matched_reports)
-    return feature_page(request, settings, "list_incidents", features, page.cursor, next_cursor)
+    matched = filters.reports is not None
+    return pages.features(
+        "list_incidents", query, by_updated_seq, lambda row: listed_incident(row, matched)
+    )
 
 
 @router.get(
@@ -406,21 +406,17 @@ def get_incident(
     incident_id: Annotated[uuid.UUID, Path(description="the incident id")],
 ) -> Response:
     found = incident_queries.get_incident(access.session, incident_id, access.incidents)
-    app = request.app
     if found is None:
         current = incident_queries.merged_into(access.session, incident_id, access.incidents)
         if current is None:
             raise NotFound(f"no incident {incident_id}")
         request.state.audit_rows = 0
-        there = app.url_path_for("get_incident", incident_id=str(current))
+        there = request.app.url_path_for("get_incident", incident_id=str(current))
         return RedirectResponse(absolute_url(request, settings, there), status_code=308)
     request.state.audit_rows = 1
     feature = incident_feature(found.incident)
     feature["reports"] = [_report(r) for r in found.reports]
     feature["timeline"] = [_entry(t) for t in found.timeline]
-    here = app.url_path_for("get_incident", incident_id=str(incident_id))
-    feature["links"] = [
-        link("self", absolute_url(request, settings, here)),
-        link("collection", absolute_url(request, settings, app.url_path_for("list_incidents"))),
-    ]
-    return GeoJSONResponse(dumps(feature))
+    return feature_item(
+        request, settings, feature, "list_incidents", "get_incident", incident_id=str(incident_id)
+    )

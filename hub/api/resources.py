@@ -10,28 +10,26 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Security
+from fastapi import APIRouter, Depends, Query, Security
 from pydantic import BaseModel, Field
 from sqlalchemy import Row
 
-from hub.api.deps import Access, SettingsDep, get_access
-from hub.api.errors import problem_responses
+from hub.api.deps import Access, get_access
 from hub.api.geojson import (
+    JSON_MEDIA_TYPE,
     FeatureBase,
     FeatureCollectionBase,
     GeoJSONResponse,
     JSONBytesResponse,
     Link,
-    absolute_url,
     dumps,
-    feature_page,
     fragment,
-    link,
 )
-from hub.api.params import CommunityParam, Page, StatusParam, encode_cursor, paging, text_param
-from hub.settings import Settings
+from hub.api.listing import Listing, by_updated_seq, list_route, listing
+from hub.api.params import CommunityParam, StatusParam, text_param
 from hub.store import resource_queries
 from hub.store.resource_queries import (
     BalanceFilter,
@@ -46,7 +44,6 @@ router = APIRouter(tags=["resources"])
 
 ResourceAccess = Annotated[Access, Security(get_access, scopes=["resources:read"])]
 
-JSON_MEDIA_TYPE = "application/json"
 MAX_LIMIT = 1_000
 MAX_PER_NEED = 20
 MAX_DISTANCE_M = 1_000_000.0  # mutual aid within a region, not across a continent
@@ -160,28 +157,13 @@ def need_match(found: NeedMatches) -> dict[str, Any]:
     }
 
 
-def page_links(
-    request: Request, settings: Settings, cursor: str | None, next_cursor: str | None
-) -> list[dict[str, str]]:
-    """``self`` and, when more needs exist, ``next``; both keep every other parameter."""
-    path = request.app.url_path_for("match_resources")
-    kept = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
-
-    def href(at: str | None) -> str:
-        return absolute_url(request, settings, path, kept + ([("cursor", at)] if at else []))
-
-    links = [link("self", href(cursor), JSON_MEDIA_TYPE)]
-    if next_cursor is not None:
-        links.append(link("next", href(next_cursor), JSON_MEDIA_TYPE))
-    return links
-
-
 # --- endpoints ------------------------------------------------------------------------------
 
 ResourceTypeParam = Annotated[str | None, text_param("resource type code, e.g. drinking_water")]
 
 
-@router.get(
+@list_route(
+    router,
     "/v1/resources",
     name="list_resources",
     summary="Communities' stock and needs as a GeoJSON FeatureCollection",
@@ -192,30 +174,23 @@ ResourceTypeParam = Annotated[str | None, text_param("resource type code, e.g. d
     "keeps the filters. Every principal sees every community's real stock and needs (mutual "
     "aid is shared; a department those of the communities its jurisdiction touches), a "
     "community its own drills too. `status` defaults to `actual`.",
-    response_class=GeoJSONResponse,
-    response_model=BalanceCollection,
-    responses=problem_responses(400, 401, 403, 429, 500),
+    model=BalanceCollection,
 )
 def list_resources(
-    request: Request,
-    settings: SettingsDep,
     access: ResourceAccess,
     status: StatusParam = "actual",
     community: CommunityParam = None,
     resource_type: ResourceTypeParam = None,
     direction: Annotated[Direction | None, Query(description="available or needed")] = None,
-    page: Page = Depends(paging(MAX_LIMIT)),
+    pages: Listing = Depends(listing(MAX_LIMIT)),
 ) -> GeoJSONResponse:
     filters = BalanceFilter(status, community, resource_type, direction)
-    rows, more = resource_queries.list_balances(
-        access.session, filters, access.resources, after_seq=page.after, limit=page.limit
-    )
-    next_cursor = encode_cursor(rows[-1].updated_seq) if more else None
-    features = [balance_feature(r) for r in rows]
-    return feature_page(request, settings, "list_resources", features, page.cursor, next_cursor)
+    query = partial(resource_queries.list_balances, access.session, filters, access.resources)
+    return pages.features("list_resources", query, by_updated_seq, balance_feature)
 
 
-@router.get(
+@list_route(
+    router,
     "/v1/resources/matches",
     name="match_resources",
     summary="Each need with the nearest other communities' surplus",
@@ -227,13 +202,10 @@ def list_resources(
     "to the smaller of the need and the offers' sum. A community's own needs by default; "
     "other principals see every need they may see. Needs are ordered by `updated_seq`; "
     "follow the `next` link to page.",
+    model=MatchPage,
     response_class=JSONBytesResponse,
-    response_model=MatchPage,
-    responses=problem_responses(400, 401, 403, 429, 500),
 )
 def match_resources(
-    request: Request,
-    settings: SettingsDep,
     access: ResourceAccess,
     status: StatusParam = "actual",
     community: Annotated[
@@ -251,24 +223,18 @@ def match_resources(
             description="only offers within this distance, metres",
         ),
     ] = None,
-    page: Page = Depends(paging(MAX_LIMIT)),
+    pages: Listing = Depends(listing(MAX_LIMIT)),
 ) -> JSONBytesResponse:
     principal = access.principal
     if community is None and principal.kind == "community":
         community = principal.community_id
     filters = MatchFilter(status, community, resource_type, per_need, max_distance_m)
-    found, more = resource_queries.list_matches(
-        access.session,
-        filters,
-        access.resources,
-        after_seq=page.after,
-        limit=page.limit,
-    )
-    next_cursor = encode_cursor(found[-1].need.updated_seq) if more else None
-    request.state.audit_rows = len(found)
+    query = partial(resource_queries.list_matches, access.session, filters, access.resources)
+    found, next_cursor = pages.fetch(query, lambda match: match.need.updated_seq)
+    pages.request.state.audit_rows = len(found)
     body = {
         "needs": [need_match(f) for f in found],
         "numberReturned": len(found),
-        "links": page_links(request, settings, page.cursor, next_cursor),
+        "links": pages.links("match_resources", next_cursor, JSON_MEDIA_TYPE),
     }
     return JSONBytesResponse(dumps(body))

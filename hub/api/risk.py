@@ -10,29 +10,26 @@ second wall).
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Security
+from fastapi import APIRouter, Depends, Query, Security
 from pydantic import BaseModel, Field
 from sqlalchemy import Row
 
-from hub.api.deps import Access, SettingsDep, get_access
-from hub.api.errors import problem_responses
+from hub.api.deps import Access, get_access
 from hub.api.geojson import (
     FeatureBase,
     FeatureCollectionBase,
     GeoJSONResponse,
-    feature_page,
     fragment,
 )
+from hub.api.listing import Listing, by_updated_seq, list_route, listing
 from hub.api.params import (
     BBoxParam,
     CommunityParam,
-    Page,
     StatusParam,
-    encode_cursor,
     optional_bbox,
-    paging,
 )
 from hub.store import risk_queries
 from hub.store.risk_queries import RiskFilter
@@ -103,7 +100,8 @@ def risk_feature(row: Row[Any]) -> dict[str, Any]:
     }
 
 
-@router.get(
+@list_route(
+    router,
     "/v1/risk",
     name="list_risk",
     summary="Risk per grid cell as a GeoJSON FeatureCollection",
@@ -116,13 +114,9 @@ def risk_feature(row: Row[Any]) -> dict[str, Any]:
     "link to page; it keeps the filters. A community sees its own cells and the real "
     "(`actual`) risk near its boundary; a department its jurisdiction; an analyst everything. "
     "`status` defaults to `actual`: drills (`exercise`, `test`) have a picture of their own.",
-    response_class=GeoJSONResponse,
-    response_model=RiskCollection,
-    responses=problem_responses(400, 401, 403, 429, 500),
+    model=RiskCollection,
 )
 def list_risk(
-    request: Request,
-    settings: SettingsDep,
     access: RiskAccess,
     status: StatusParam = "actual",
     bbox: BBoxParam = None,
@@ -130,7 +124,7 @@ def list_risk(
     min_level: Annotated[
         RiskLevel, Query(description="the lowest level listed; blue lists every stored cell")
     ] = "yellow",
-    page: Page = Depends(paging(MAX_LIMIT)),
+    pages: Listing = Depends(listing(MAX_LIMIT)),
 ) -> GeoJSONResponse:
     filters = RiskFilter(
         status=status,
@@ -138,9 +132,5 @@ def list_risk(
         community=community,
         min_level=min_level,
     )
-    rows, more = risk_queries.list_risk_cells(
-        access.session, filters, after_seq=page.after, limit=page.limit, visible=access.risk
-    )
-    next_cursor = encode_cursor(rows[-1].updated_seq) if more else None
-    features = [risk_feature(r) for r in rows]
-    return feature_page(request, settings, "list_risk", features, page.cursor, next_cursor)
+    query = partial(risk_queries.list_risk_cells, access.session, filters, visible=access.risk)
+    return pages.features("list_risk", query, by_updated_seq, risk_feature)

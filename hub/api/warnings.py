@@ -8,29 +8,26 @@ way, features with the incident's properties, paging by update sequence; plus ``
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from pydantic import Field
 
-from hub.api.deps import SettingsDep
-from hub.api.errors import problem_responses
 from hub.api.events import ReadAccess
-from hub.api.geojson import FeatureCollectionBase, GeoJSONResponse, feature_page
+from hub.api.geojson import FeatureCollectionBase, GeoJSONResponse
 from hub.api.incidents import (
     MAX_LIMIT,
     IncidentFeature,
     IncidentProperties,
     incident_feature,
 )
+from hub.api.listing import Listing, list_route, listing
 from hub.api.params import (
     BBoxParam,
-    Page,
     StatusParam,
-    encode_cursor,
     optional_bbox,
     optional_instant,
-    paging,
     since_param,
     text_param,
 )
@@ -90,7 +87,8 @@ def warning_feature(warning: WarningRow, caller_community: str | None) -> dict[s
     return feature
 
 
-@router.get(
+@list_route(
+    router,
     "/v1/warnings",
     name="list_warnings",
     summary="Open warnings as a GeoJSON FeatureCollection",
@@ -101,22 +99,19 @@ def warning_feature(warning: WarningRow, caller_community: str | None) -> dict[s
     "`updated_seq` like `/v1/incidents`; follow the `next` link to page (it keeps the "
     "filters). Filters combine with AND, and with the caller's reach. `status` defaults to "
     "`actual`: drill warnings are listed only when asked for.",
-    response_class=GeoJSONResponse,
-    response_model=WarningCollection,
-    responses=problem_responses(400, 401, 403, 429, 500),
+    model=WarningCollection,
 )
 def list_warnings(
-    request: Request,
-    settings: SettingsDep,
     access: ReadAccess,
     filters: Annotated[WarningFilter, Depends(warning_filter)],
-    page: Page = Depends(paging(MAX_LIMIT)),
+    pages: Listing = Depends(listing(MAX_LIMIT)),
 ) -> GeoJSONResponse:
-    rows, more = warning_queries.list_warnings(
-        access.session, filters, after_seq=page.after, limit=page.limit, visible=access.warnings
-    )
-    next_cursor = encode_cursor(rows[-1].incident.updated_seq) if more else None
+    query = partial(warning_queries.list_warnings, access.session, filters, visible=access.warnings)
     principal = access.principal
     caller = principal.community_id if principal.kind == "community" else None
-    features = [warning_feature(w, caller) for w in rows]
-    return feature_page(request, settings, "list_warnings", features, page.cursor, next_cursor)
+    return pages.features(
+        "list_warnings",
+        query,
+        lambda warning: warning.incident.updated_seq,
+        lambda warning: warning_feature(warning, caller),
+    )

@@ -35,7 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 from sqlmodel import SQLModel
 
-from hub.store.queries import EVENT, BBox, in_utc, intersects
+from hub.store.queries import EVENT, BBox, in_bbox, in_utc, intersects, page_after
 from hub.store.reach import ALL_INCIDENTS, EventReach, IncidentReach
 
 INCIDENT: Table = SQLModel.metadata.tables["incident"]
@@ -119,9 +119,7 @@ def _where(query: Select[Any], f: IncidentFilter) -> Select[Any]:
     c = INCIDENT.c
     query = query.where(c.status == f.status)
     if f.bbox is not None:
-        b = f.bbox
-        envelope = func.ST_MakeEnvelope(b.min_lon, b.min_lat, b.max_lon, b.max_lat, 4326)
-        query = query.where(intersects(c.geom, envelope))
+        query = query.where(in_bbox(c.geom, f.bbox))
     if f.within_wkb is not None:
         zone = func.ST_GeomFromWKB(literal(f.within_wkb), 4326)
         query = query.where(intersects(c.geom, zone))
@@ -158,11 +156,7 @@ def list_incidents(
         query = query.add_columns(holding.c.matched_reports).join(
             holding, holding.c.incident_id == INCIDENT.c.id
         )
-    if after_seq is not None:
-        query = query.where(INCIDENT.c.updated_seq > after_seq)
-    in_utc(session)
-    rows = session.execute(query.order_by(INCIDENT.c.updated_seq).limit(limit + 1)).all()
-    return rows[:limit], len(rows) > limit
+    return page_after(session, query, INCIDENT.c.updated_seq, after_seq, limit)
 
 
 def _holding(reports: tuple[uuid.UUID, ...], members: EventReach) -> Subquery:

@@ -96,12 +96,29 @@ def intersects(geom: Any, zone: Any) -> ColumnElement[bool]:
     return and_(geom.op("&&")(zone), func.ST_Intersects(geom, zone))
 
 
+def in_bbox(geom: Any, b: BBox) -> ColumnElement[bool]:
+    """``geom`` meets the WGS84 box ``b``."""
+    envelope = func.ST_MakeEnvelope(b.min_lon, b.min_lat, b.max_lon, b.max_lat, 4326)
+    return intersects(geom, envelope)
+
+
+def page_after(
+    session: Session, query: Select[Any], seq: Any, after_seq: int | None, limit: int
+) -> tuple[Sequence[Row[Any]], bool]:
+    """Up to ``limit`` rows of ``query`` in ``seq`` order after ``after_seq`` (the cursor of a
+    collection), in UTC; and whether more exist."""
+    if after_seq is not None:
+        query = query.where(seq > after_seq)
+    in_utc(session)
+    # One row more than asked tells whether a next page exists without a count(*).
+    rows = session.execute(query.order_by(seq).limit(limit + 1)).all()
+    return rows[:limit], len(rows) > limit
+
+
 def _where(query: Select[Any], f: EventFilter) -> Select[Any]:
     c = EVENT.c
     if f.bbox is not None:
-        b = f.bbox
-        envelope = func.ST_MakeEnvelope(b.min_lon, b.min_lat, b.max_lon, b.max_lat, 4326)
-        query = query.where(intersects(c.geom, envelope))
+        query = query.where(in_bbox(c.geom, f.bbox))
     if f.community is not None:
         query = query.where(c.community_id == f.community)
     if f.category is not None:
@@ -126,12 +143,7 @@ def list_events(
     """Up to ``limit`` visible events in ``seq`` order after ``after_seq``; and whether more
     exist."""
     query = _where(select(*_event_columns(visible.reporter)).where(visible.where), f)
-    if after_seq is not None:
-        query = query.where(EVENT.c.seq > after_seq)
-    in_utc(session)
-    # One row more than asked tells whether a next page exists without a count(*).
-    rows = session.execute(query.order_by(EVENT.c.seq).limit(limit + 1)).all()
-    return rows[:limit], len(rows) > limit
+    return page_after(session, query, EVENT.c.seq, after_seq, limit)
 
 
 def get_event(

@@ -23,7 +23,7 @@ from sqlalchemy import FromClause, Row, Select, Table, func, select, true
 from sqlalchemy.orm import Session
 from sqlmodel import SQLModel
 
-from hub.store.queries import in_utc
+from hub.store.queries import in_utc, page_after
 from hub.store.reach import RowReach
 from schemas.picture import SHARED_STATUS
 
@@ -81,11 +81,7 @@ def list_balances(
     whether more exist. A balance that changes moves to the end: a client paging sees it
     again, never misses it."""
     query = _filtered(BALANCE, f, reach)
-    if after_seq is not None:
-        query = query.where(BALANCE.c.updated_seq > after_seq)
-    in_utc(session)
-    rows = session.execute(query.order_by(BALANCE.c.updated_seq).limit(limit + 1)).all()
-    return rows[:limit], len(rows) > limit
+    return page_after(session, query, BALANCE.c.updated_seq, after_seq, limit)
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,14 @@ index on ``risk_cell.geom`` serves it); the policy itself stays as the second wa
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Row, Table, func, select
 from sqlalchemy.orm import Session
 from sqlmodel import SQLModel
 
-from hub.store.queries import BBox, in_utc, intersects
+from hub.store.queries import BBox, in_bbox, page_after
 from hub.store.reach import ALL_ROWS, RowReach
 from schemas.picture import RISK_LEVELS
 
@@ -65,11 +65,7 @@ def list_risk_cells(
     levels = RISK_LEVELS[RISK_LEVELS.index(f.min_level) :]
     query = select(*_columns()).where(visible.where, c.status == f.status, c.level.in_(levels))
     if f.bbox is not None:
-        query = query.where(intersects(c.geom, func.ST_MakeEnvelope(*astuple(f.bbox), 4326)))
+        query = query.where(in_bbox(c.geom, f.bbox))
     if f.community is not None:
         query = query.where(c.community_id == f.community)
-    if after_seq is not None:
-        query = query.where(c.updated_seq > after_seq)
-    in_utc(session)
-    rows = session.execute(query.order_by(c.updated_seq).limit(limit + 1)).all()
-    return rows[:limit], len(rows) > limit
+    return page_after(session, query, c.updated_seq, after_seq, limit)
