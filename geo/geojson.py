@@ -44,12 +44,10 @@ def read_communities(
 ) -> tuple[list[CommunityFeature], ReadReport]:
     """Parse a GeoJSON FeatureCollection of (multi)polygons into communities; features without
     an id, repeated ids and geometries with no area are skipped with the reason."""
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise GeoJSONError(f"{path}: not a readable GeoJSON file ({exc})") from exc
-    if doc.get("type") != "FeatureCollection":
-        raise GeoJSONError(f"{path}: expected a FeatureCollection, got {doc.get('type')!r}")
+    doc = read_json(path)
+    if not isinstance(doc, dict) or doc.get("type") != "FeatureCollection":
+        got = doc.get("type") if isinstance(doc, dict) else type(doc).__name__
+        raise GeoJSONError(f"{path}: expected a FeatureCollection, got {got!r}")
     report, features, seen = ReadReport(), [], set()
     for n, feature in enumerate(doc.get("features") or []):
         props = feature.get("properties") or {}
@@ -63,12 +61,9 @@ def read_communities(
             report.skipped[f"{label} ({cid})"] = "duplicate id in file"
             continue
         try:
-            geom = shape(feature["geometry"])
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            report.skipped[f"{label} ({cid})"] = f"unreadable geometry: {exc}"
-            continue
-        if not isinstance(geom, Polygon | MultiPolygon):
-            report.skipped[f"{label} ({cid})"] = f"{geom.geom_type} is not a (multi)polygon"
+            geom = polygonal(feature.get("geometry"))
+        except GeoJSONError as exc:
+            report.skipped[f"{label} ({cid})"] = str(exc)
             continue
         multi, repaired = repair_polygon(geom)
         if multi is None:
@@ -80,6 +75,26 @@ def read_communities(
         name = str(props.get(name_field) or cid)
         features.append(CommunityFeature(cid, name, multi, repaired, props))
     return features, report
+
+
+def read_json(path: Path) -> Any:
+    """The JSON document of a GeoJSON file; GeoJSONError when it cannot be read or parsed."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise GeoJSONError(f"{path}: not a readable GeoJSON file ({exc})") from exc
+
+
+def polygonal(geometry: Any) -> Polygon | MultiPolygon:
+    """A GeoJSON geometry object as a shapely (multi)polygon, not yet repaired; GeoJSONError
+    says why it is not one."""
+    try:
+        geom = shape(geometry)
+    except (KeyError, TypeError, ValueError, AttributeError, shapely.errors.GEOSException) as exc:
+        raise GeoJSONError(f"unreadable geometry ({exc})") from None
+    if not isinstance(geom, Polygon | MultiPolygon):
+        raise GeoJSONError(f"{geom.geom_type} is not a (multi)polygon")
+    return geom
 
 
 def read_community_index(path: Path, id_field: str) -> CommunityIndex:

@@ -22,10 +22,11 @@ from typing import Any
 import shapely
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, OKPKey
-from shapely.geometry import MultiPolygon, Polygon, shape
+from shapely.geometry import MultiPolygon, Polygon
 from shapely.validation import explain_validity
 from sqlalchemy import Connection, text
 
+from geo.geojson import GeoJSONError, polygonal, read_json
 from hub.access.principal import DEFAULT_SCOPES, KINDS, Kind, Principal
 from hub.errors import InvalidInput
 from schemas.event import CATEGORIES
@@ -144,9 +145,9 @@ class Client:
 def read_jurisdiction(path: Path) -> MultiPolygon:
     """A department's area from a GeoJSON file (geometry, Feature or FeatureCollection)."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ClientError(f"cannot read {path}: {exc}") from None
+        doc = read_json(path)
+    except GeoJSONError as exc:
+        raise ClientError(f"cannot read {path}: {exc.__cause__}") from None
     return jurisdiction_from_geojson(doc)
 
 
@@ -162,15 +163,10 @@ def jurisdiction_from_geojson(doc: Any) -> MultiPolygon:
     polygons: list[Polygon] = []
     for geometry in geometries:
         try:
-            geom = shape(geometry)
-        except (AttributeError, KeyError, TypeError, ValueError, shapely.errors.GEOSException):
-            raise ClientError("jurisdiction: not a GeoJSON geometry") from None
-        if isinstance(geom, Polygon):
-            polygons.append(geom)
-        elif isinstance(geom, MultiPolygon):
-            polygons.extend(geom.geoms)
-        else:
-            raise ClientError(f"jurisdiction: a {geom.geom_type}, not a (multi)polygon")
+            geom = polygonal(geometry)
+        except GeoJSONError as exc:
+            raise ClientError(f"jurisdiction: {exc}") from None
+        polygons.extend(getattr(geom, "geoms", [geom]))
     if not polygons:
         raise ClientError("jurisdiction: no polygon")
     area = shapely.union_all(polygons)

@@ -8,7 +8,6 @@ areal parts, as ``hub community import`` does with the same GEOS algorithm) and 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,8 +16,8 @@ from typing import Any
 
 import psycopg
 import shapely
-from shapely.geometry import MultiPolygon, Polygon, shape
 
+from geo.geojson import GeoJSONError, polygonal, read_json
 from geo.grids import H3_PREFIX, GridIndex, h3_cell_polygon, h3_index
 from hub.errors import InvalidInput
 
@@ -53,7 +52,10 @@ class GridFeature:
 
 def read_grid(path: Path, code_property: str, name_property: str | None) -> list[GridFeature]:
     """Every feature of the FeatureCollection as a cell; GridImportError lists what is wrong."""
-    doc = _read_json(path)
+    try:
+        doc = read_json(path)
+    except GeoJSONError as exc:
+        raise GridImportError(str(exc)) from exc
     if not isinstance(doc, dict) or doc.get("type") != "FeatureCollection":
         got = doc.get("type") if isinstance(doc, dict) else type(doc).__name__
         raise GridImportError(f"{path}: expected a GeoJSON FeatureCollection, got {got!r}")
@@ -80,13 +82,6 @@ def read_grid(path: Path, code_property: str, name_property: str | None) -> list
     return cells
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise GridImportError(f"{path}: not a readable GeoJSON file ({exc})") from exc
-
-
 def _read_feature(feature: Any, code_property: str, name_property: str | None) -> GridFeature:
     if not isinstance(feature, dict) or feature.get("type") != "Feature":
         raise GridImportError("not a GeoJSON Feature")
@@ -96,11 +91,9 @@ def _read_feature(feature: Any, code_property: str, name_property: str | None) -
         raise GridImportError(f"no value in code property {code_property!r}")
     code = str(code).strip()
     try:
-        geom = shape(feature["geometry"])
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise GridImportError(f"cell {code!r}: unreadable geometry ({exc})") from None
-    if not isinstance(geom, Polygon | MultiPolygon):
-        raise GridImportError(f"cell {code!r}: {geom.geom_type} is not a (multi)polygon")
+        geom = polygonal(feature.get("geometry"))
+    except GeoJSONError as exc:
+        raise GridImportError(f"cell {code!r}: {exc}") from None
     if geom.is_empty:
         raise GridImportError(f"cell {code!r}: empty geometry")
     name = props.get(name_property) if name_property is not None else None
