@@ -164,6 +164,20 @@ class Settings(BaseSettings):
         50.0, gt=0, description="sustained requests per second per client on /v1 (429 beyond)"
     )
     rate_limit_burst: int = Field(100, ge=1, description="requests a client may send at once")
+    stream_max_clients: int = Field(
+        500, ge=1, description="open /v1/stream connections per API process (503 beyond)"
+    )
+    stream_ping_s: float = Field(
+        15.0, gt=0, le=300, description="heartbeat comment interval on /v1/stream"
+    )
+    stream_poll_s: float = Field(
+        2.0, gt=0, le=60, description="/v1/stream reads the change log this often when no "
+        "NOTIFY arrives (the fallback)"
+    )
+    stream_send_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="a stream client that takes longer to accept one "
+        "message is dropped"
+    )
     api_auth_disabled: bool = Field(
         False,
         description="BENCHMARKS ONLY: no token checks and no policy (admin for everyone); "

@@ -22,6 +22,7 @@ from hub.api import (
     oauth,
     resources,
     risk,
+    stream,
     warnings,
 )
 from hub.api.audit_middleware import install_audit
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         warnings.router,
         risk.router,
         resources.router,
+        stream.router,
         ingest.router,
         communities.router,
         audit.router,
@@ -109,6 +111,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                     "name": "resources",
                     "description": "Communities' stock and needs, and needs matched to the "
                     "nearest surplus",
+                },
+                {
+                    "name": "stream",
+                    "description": "The picture's changes as they happen (Server-Sent Events)",
                 },
                 {"name": "communities", "description": "Communities and their activity"},
                 {"name": "audit", "description": "Who read and wrote what: a principal's trail"},

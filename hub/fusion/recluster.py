@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 
+from hub.fusion.changes import ChangeStage
 from hub.fusion.incident.report_rows import LIVE_MEMBERS, STORED_SCHEMA, as_reports
 from hub.fusion.incident.stage import IncidentStage
 from hub.fusion.risk import RiskConfig
@@ -50,6 +51,7 @@ def recluster(conn: psycopg.Connection[Any], settings: Settings) -> Reclustered:
     later: list[Stage] = [
         WarningFlagStage(settings.neighbour_distance_m),
         RiskStage(RiskConfig.load(settings.risk_rules)),
+        ChangeStage(),
     ]
     with conn.transaction():
         conn.execute(CREATE_NEW)

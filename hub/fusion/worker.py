@@ -22,6 +22,7 @@ from geo.assign import CommunityIndex
 from geo.grids import GridIndex
 from hub.bus import kafka as bus
 from hub.fusion.assign import CommunityResolver, GridResolver
+from hub.fusion.changes import ChangeStage
 from hub.fusion.decode import STORE_REJECTED, UNKNOWN_COMMUNITY, Reject, decode, drop_duplicates
 from hub.fusion.dlq import DeadLetters
 from hub.fusion.incident.cache import NeighbourhoodCache
@@ -343,6 +344,7 @@ def build_stages(settings: Settings) -> list[Stage]:
         WarningFlagStage(settings.neighbour_distance_m),
         RiskStage(RiskConfig.load(settings.risk_rules)),
         ResourceStage(),
+        ChangeStage(),  # last: records what the stages before it changed
     ]
 
 

@@ -76,3 +76,10 @@ def connect(
         return psycopg.connect(settings.sync_database_url, autocommit=autocommit, options=NO_JIT)
     options = _api_options(api_purpose)
     return psycopg.connect(settings.sync_api_db_url, autocommit=autocommit, options=options)
+
+
+async def connect_listener(settings: Settings) -> psycopg.AsyncConnection:
+    """An autocommit connection as the API role, for LISTEN (the stream's wake-ups)."""
+    return await psycopg.AsyncConnection.connect(
+        settings.sync_api_db_url, autocommit=True, options=_api_options(None)
+    )

@@ -86,8 +86,16 @@ def list_warnings(
     rows, more = list_incidents(
         session, incidents, after_seq=after_seq, limit=limit, visible=_warnings(f, visible)
     )
-    extra = _extra(session, [r.id for r in rows], visible)
-    return [WarningRow(r, *extra.get(r.id, ([], None))) for r in rows], more
+    return warning_rows(session, rows, visible), more
+
+
+def warning_rows(
+    session: Session, incidents: Sequence[Row[Any]], visible: IncidentReach
+) -> list[WarningRow]:
+    """``incidents`` (rows of ``list_incidents``) as warnings: with their neighbours and level
+    (a lowered warning, too: the stream shows what it was flagged to)."""
+    extra = _extra(session, [r.id for r in incidents], visible)
+    return [WarningRow(r, *extra.get(r.id, ([], None))) for r in incidents]
 
 
 def _extra(
