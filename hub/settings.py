@@ -171,12 +171,17 @@ class Settings(BaseSettings):
         15.0, gt=0, le=300, description="heartbeat comment interval on /v1/stream"
     )
     stream_poll_s: float = Field(
-        2.0, gt=0, le=60, description="/v1/stream reads the change log this often when no "
-        "NOTIFY arrives (the fallback)"
+        2.0,
+        gt=0,
+        le=60,
+        description="/v1/stream reads the change log this often when no "
+        "NOTIFY arrives (the fallback)",
     )
     stream_send_timeout_s: float = Field(
-        10.0, gt=0, le=300, description="a stream client that takes longer to accept one "
-        "message is dropped"
+        10.0,
+        gt=0,
+        le=300,
+        description="a stream client that takes longer to accept one message is dropped",
     )
     api_auth_disabled: bool = Field(
         False,

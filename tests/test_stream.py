@@ -164,7 +164,7 @@ def test_reports_reach_each_caller_within_its_reach(live: Live) -> None:
     tenderloin = report(_inside(TENDERLOIN), TENDERLOIN, minutes=600, reporter="r-tl")
     run(live.settings, [mission, far, tenderloin])
     with connect(live.settings) as conn:
-        incident_of = dict(
+        incident_of: dict[str, str] = dict(
             conn.execute(
                 "SELECT event_id::text, incident_id::text FROM incident_report"
                 " WHERE event_id = ANY(%s::uuid[])",
@@ -255,8 +255,6 @@ def test_scopes_and_bad_cursor(live: Live) -> None:
 def test_max_clients_answers_503_with_retry_after(live: Live) -> None:
     full = live.settings.model_copy(update={"stream_max_clients": 0})
     with TestClient(create_app(full), client=LOOPBACK_PEER) as http:
-        answer = http.get(
-            "/v1/stream", headers={"Authorization": f"Bearer {live.tokens['admin']}"}
-        )
+        answer = http.get("/v1/stream", headers={"Authorization": f"Bearer {live.tokens['admin']}"})
     assert answer.status_code == 503 and int(answer.headers["Retry-After"]) >= 1
     assert answer.headers["content-type"].startswith("application/problem+json")

@@ -15,6 +15,7 @@ resumes with ``Last-Event-ID``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ from hub.store import change_queries as changes
 from hub.store.change_queries import TYPES, ChangeFilter
 from hub.store.db import session_scope
 from hub.store.warning_queries import warning_rows
-from schemas.picture import RiskLevel, Verification
+from schemas.picture import RiskLevel
 
 router = APIRouter(tags=["stream"])
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ SCOPE_OF = {
     "risk": "risk:read",
     "resource": "resources:read",
 }
+SCOPES = frozenset(SCOPE_OF.values())
 VERIFICATIONS = ("reported", "corroborated", "verified", "refuted")
 
 
@@ -94,7 +96,9 @@ def _cursor(after: int | None, last_event_id: str | None) -> int | None:
 # --- reading ----------------------------------------------------------------------------------
 
 
-def _objects(session: Any, reach: Reach, rows: list[Any], status: str) -> dict[tuple[str, str], Any]:
+def _objects(
+    session: Any, reach: Reach, rows: list[Any], status: str
+) -> dict[tuple[str, str], Any]:
     """The objects of ``rows`` the caller sees, by (type, object id), as their list endpoints'
     Features."""
     ids: dict[str, list[str]] = {}
@@ -164,10 +168,8 @@ async def _events(
             for event in events:
                 yield event
             if len(events) < READ_LIMIT:
-                try:
+                with contextlib.suppress(TimeoutError):  # the poll fallback
                     await asyncio.wait_for(woken.wait(), client.settings.stream_poll_s)
-                except TimeoutError:
-                    pass
     finally:
         wake.unsubscribe(woken)
         done()
@@ -224,14 +226,18 @@ async def stream_changes(
     verification: Annotated[
         str | None, text_param(f"comma list of {', '.join(VERIFICATIONS)}")
     ] = None,
-    min_level: Annotated[RiskLevel | None, Query(description="risk changes to this level or above")] = None,
+    min_level: Annotated[
+        RiskLevel | None, Query(description="risk changes to this level or above")
+    ] = None,
     status: StatusParam = "actual",
-    after: Annotated[int | None, Query(ge=0, description="resume after this change sequence")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, description="resume after this change sequence")
+    ] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> Any:
     held = tuple(t for t in TYPES if principal.has(SCOPE_OF[t]))
     if not held:
-        raise Forbidden("the token lacks every read scope (incidents:read, risk:read, resources:read)")
+        raise Forbidden(f"the token lacks every read scope ({', '.join(sorted(SCOPES))})")
     asked = _comma_list("types", types, TYPES) or TYPES
     filters = ChangeFilter(
         types=tuple(t for t in asked if t in held) or ("none",),
