@@ -19,7 +19,7 @@ import shapely
 from shapely import STRtree
 from shapely.geometry.base import BaseGeometry
 
-from geo.nearest import UNASSIGNED, nearest_within
+from geo.nearest import UNASSIGNED, Edges, nearest_within
 
 __all__ = ["UNASSIGNED", "CommunityIndex", "Placement"]
 
@@ -41,7 +41,7 @@ class CommunityIndex:
     ids: tuple[str, ...]
     polygons: np.ndarray  # of shapely geometries
     snap_m: float = 0.0
-    tree: STRtree | None = None  # over the polygons, for snapping
+    edges: Edges | None = None  # the polygons' boundaries, for snapping
 
     @classmethod
     def build(
@@ -49,8 +49,8 @@ class CommunityIndex:
     ) -> CommunityIndex:
         geoms = np.asarray(polygons, dtype=object)
         shapely.prepare(geoms)
-        tree = STRtree(geoms) if snap_m > 0 and len(geoms) else None
-        return cls(tuple(ids), geoms, snap_m, tree)
+        edges = Edges.build(geoms) if snap_m > 0 and len(geoms) else None
+        return cls(tuple(ids), geoms, snap_m, edges)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -85,12 +85,10 @@ class CommunityIndex:
         index = self.assign(lon, lat)
         snapped = np.full(len(index), np.nan)
         missing = np.flatnonzero(index == UNASSIGNED)
-        if self.tree is None or len(missing) == 0:
+        if self.edges is None or len(missing) == 0:
             return Placement(index, snapped)
         lon, lat = np.asarray(lon, dtype=float), np.asarray(lat, dtype=float)
-        near, dist = nearest_within(
-            self.tree, self.polygons, lon[missing], lat[missing], self.snap_m
-        )
+        near, dist = nearest_within(self.edges, lon[missing], lat[missing], self.snap_m)
         index[missing], snapped[missing] = near, dist
         return Placement(index, snapped)
 
