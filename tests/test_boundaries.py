@@ -193,8 +193,9 @@ def test_events_in_every_part_and_off_the_shore(
     in_parts = [_event(p.x, p.y, cid) for cid, p in points]
     offshore = [_event(*_shoreline(30.0), "30 m"), _event(*_shoreline(300.0), "300 m")]
     produce(settings, in_parts + offshore)
-    with running_worker(settings):
+    with running_worker(settings) as worker:
         wait_until(lambda: fusion_stats(settings)["consumed"] == len(PARTS) + 2, 60, "consumed")
+    assert worker.metrics.registry.get_sample_value("hub_fusion_events_snapped_total") == 1
     assert fusion_stats(settings) == {
         "consumed": len(PARTS) + 2, "stored": len(PARTS) + 1, "duplicates": 0, "dlq": 1,
     }  # fmt: skip
