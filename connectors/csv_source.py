@@ -176,13 +176,16 @@ class RowConverter:
         return kept
 
     def _assign(self, parsed: list[_Parsed]) -> None:
-        """Fill missing communities from the polygons, in one vectorised pass."""
+        """Fill missing communities from the polygons (or the nearest within the index's
+        snapping distance, as fusion does), in one vectorised pass."""
         todo = [p for p in parsed if p.community is None]
         if self.communities is None or not todo:
             return
         lon, lat = np.array([p.x for p in todo]), np.array([p.y for p in todo])
-        for p, cid in zip(todo, self.communities.assign_ids(lon, lat), strict=True):
+        for p, (cid, snapped_m) in zip(todo, self.communities.place_ids(lon, lat), strict=True):
             p.community = cid
+            if snapped_m is not None:  # outside every polygon, within the index's snap_m
+                p.properties["snapped_m"] = snapped_m
 
     def _build(self, p: _Parsed, out: Conversion) -> None:
         m = self.mapping

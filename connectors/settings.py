@@ -28,4 +28,11 @@ class ConnectorSettings(BaseSettings):
     reporter_key: SecretStr | None = Field(
         None, description="HMAC-SHA256 key of reporter pseudonyms; raw reporters never leave"
     )
+    community_snap_m: float = Field(
+        100.0,
+        ge=0,
+        le=10_000,
+        description="the hub's HUB_COMMUNITY_SNAP_M, for --communities: a point this close "
+        "(metres) to a polygon and in none goes to the nearest, with properties.snapped_m",
+    )
     state_dir: Path = Field(Path(".hub"), description="outboxes live in STATE_DIR/outbox")

@@ -28,6 +28,7 @@ class GeoJSONError(InvalidInput, ValueError):
 class ReadReport:
     repaired: dict[str, str] = field(default_factory=dict)  # id -> what was wrong
     skipped: dict[str, str] = field(default_factory=dict)  # feature label -> reason
+    merged: dict[str, int] = field(default_factory=dict)  # id -> parts unioned (2 or more)
 
 
 @dataclass(frozen=True)
@@ -39,42 +40,85 @@ class CommunityFeature:
     properties: dict[str, Any]
 
 
+@dataclass
+class _Parts:
+    """The features of one id: real sources publish an area with islands or exclaves as
+    several features sharing its id."""
+
+    name: str | None
+    properties: dict[str, Any]
+    geoms: list[Polygon | MultiPolygon] = field(default_factory=list)
+
+
 def read_communities(
     path: Path, id_field: str, name_field: str
 ) -> tuple[list[CommunityFeature], ReadReport]:
-    """Parse a GeoJSON FeatureCollection of (multi)polygons into communities; features without
-    an id, repeated ids and geometries with no area are skipped with the reason."""
+    """Parse a GeoJSON FeatureCollection of (multi)polygons into communities. Features that
+    share an id are parts of one community: each part is repaired, then they are unioned (the
+    name and properties of the first). Features without an id and geometries with no area
+    are skipped with the reason."""
     doc = read_json(path)
     if not isinstance(doc, dict) or doc.get("type") != "FeatureCollection":
         got = doc.get("type") if isinstance(doc, dict) else type(doc).__name__
         raise GeoJSONError(f"{path}: expected a FeatureCollection, got {got!r}")
-    report, features, seen = ReadReport(), [], set()
-    for n, feature in enumerate(doc.get("features") or []):
-        props = feature.get("properties") or {}
-        label = f"feature #{n}"
-        cid = props.get(id_field)
-        if cid is None or str(cid).strip() == "":
-            report.skipped[label] = f"no value in id field {id_field!r}"
+    report, by_id = ReadReport(), _group_by_id(doc.get("features") or [], id_field, name_field)
+    features = []
+    for cid, group in by_id.items():
+        if isinstance(group, str):
+            report.skipped[cid] = group
             continue
-        cid = str(cid)
-        if cid in seen:
-            report.skipped[f"{label} ({cid})"] = "duplicate id in file"
-            continue
-        try:
-            geom = polygonal(feature.get("geometry"))
-        except GeoJSONError as exc:
-            report.skipped[f"{label} ({cid})"] = str(exc)
-            continue
-        multi, repaired = repair_polygon(geom)
+        multi, repaired = union_parts(group.geoms)
         if multi is None:
-            report.skipped[f"{label} ({cid})"] = "no area left after repair"
+            report.skipped[cid] = "no area left after repair"
             continue
         if repaired:
             report.repaired[cid] = repaired
-        seen.add(cid)
-        name = str(props.get(name_field) or cid)
-        features.append(CommunityFeature(cid, name, multi, repaired, props))
+        if len(group.geoms) > 1:
+            report.merged[cid] = len(group.geoms)
+        name = str(group.name or cid)
+        features.append(CommunityFeature(cid, name, multi, repaired, group.properties))
     return features, report
+
+
+def _group_by_id(features: list[Any], id_field: str, name_field: str) -> dict[str, _Parts | str]:
+    """Feature id -> its parts, in file order; a label -> why it was skipped for features
+    that have no id or no polygon (the other parts of their id are kept)."""
+    groups: dict[str, _Parts | str] = {}
+    for n, feature in enumerate(features):
+        props = (feature.get("properties") if isinstance(feature, dict) else None) or {}
+        cid = props.get(id_field)
+        if cid is None or str(cid).strip() == "":
+            groups[f"feature #{n}"] = f"no value in id field {id_field!r}"
+            continue
+        cid = str(cid)
+        try:
+            geom = polygonal(feature.get("geometry"))
+        except GeoJSONError as exc:
+            groups[f"feature #{n} ({cid})"] = str(exc)
+            continue
+        group = groups.setdefault(cid, _Parts(props.get(name_field), props))
+        if isinstance(group, _Parts):
+            group.name = group.name or props.get(name_field)
+            group.geoms.append(geom)
+    return groups
+
+
+def union_parts(
+    parts: list[Polygon | MultiPolygon],
+) -> tuple[MultiPolygon | None, str | None]:
+    """(the union of the repaired parts as one valid multipolygon, why parts were invalid or
+    None); None when no part has any area. Shared edges between parts dissolve."""
+    repaired, areal = [], []
+    for n, geom in enumerate(parts, start=1):
+        multi, why = repair_polygon(geom)
+        if why:
+            repaired.append(why if len(parts) == 1 else f"part {n}: {why}")
+        if multi is not None:
+            areal.append(multi)
+    if not areal:
+        return None, "; ".join(repaired) or None
+    merged = areal[0] if len(areal) == 1 else _as_multipolygon(shapely.union_all(areal))
+    return merged, "; ".join(repaired) or None
 
 
 def read_json(path: Path) -> Any:
@@ -97,10 +141,11 @@ def polygonal(geometry: Any) -> Polygon | MultiPolygon:
     return geom
 
 
-def read_community_index(path: Path, id_field: str) -> CommunityIndex:
-    """The communities of a GeoJSON file, ready for point assignment (ids from ``id_field``)."""
+def read_community_index(path: Path, id_field: str, snap_m: float = 0.0) -> CommunityIndex:
+    """The communities of a GeoJSON file, ready for point assignment (ids from ``id_field``;
+    points within ``snap_m`` metres of one snap to the nearest)."""
     features, _ = read_communities(path, id_field, id_field)
-    return CommunityIndex.build([f.id for f in features], [f.geom for f in features])
+    return CommunityIndex.build([f.id for f in features], [f.geom for f in features], snap_m)
 
 
 def repair_polygon(geom: Polygon | MultiPolygon) -> tuple[MultiPolygon | None, str | None]:

@@ -103,6 +103,13 @@ class Settings(BaseSettings):
     grid_h3_resolution: int = Field(
         9, ge=0, le=15, description="H3 resolution of the generated grid (communities without one)"
     )
+    community_snap_m: float = Field(
+        100.0,
+        ge=0,
+        le=10_000,
+        description="a point outside every community but this close (metres) to one is assigned "
+        "to the nearest, with properties.snapped_m (a pier, a shoreline, GPS error); 0: off",
+    )
 
     # Fusion worker
     fusion_incidents: bool = Field(

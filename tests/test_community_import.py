@@ -119,3 +119,28 @@ def test_unreadable_file_exits_non_zero(own_database: Settings, tmp_path: Path) 
     points.write_text(json.dumps({"type": "Point", "coordinates": [0, 0]}))
     code, output = _import(own_database, points)
     assert code == 2 and "expected a FeatureCollection" in output
+
+
+def test_parts_sharing_an_id_are_merged_in_the_table(
+    own_database: Settings, tmp_path: Path
+) -> None:
+    west = [[[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.0, 0.0]]]
+    island = [[[5.0, 0.0], [6.0, 0.0], [6.0, 1.0], [5.0, 1.0], [5.0, 0.0]]]
+    doc = {
+        "type": "FeatureCollection",
+        "features": [
+            _feature("isles", {"type": "Polygon", "coordinates": west}),
+            _feature("isles", {"type": "Polygon", "coordinates": island}),
+        ],
+    }
+    path = tmp_path / "isles.geojson"
+    path.write_text(json.dumps(doc))
+    code, output = _import(own_database, path, "code", "label")
+    assert code == 0, output
+    assert _row(output, "merged") == ["merged", "1", "isles: 2 parts"]
+    assert _row(output, "skipped")[:2] == ["skipped", "0"]
+    with psycopg.connect(own_database.sync_database_url) as conn:
+        row = conn.execute(
+            "SELECT ST_NumGeometries(geom), ST_Area(geom) FROM community WHERE id = 'isles'"
+        ).fetchone()
+    assert row == (2, pytest.approx(2.0))

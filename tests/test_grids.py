@@ -360,7 +360,6 @@ def test_bowtie_is_repaired_and_a_cell_outside_is_warned_about(
     ("case", "message"),
     [
         ("missing code", "feature #1: no value in code property 'code'"),
-        ("duplicate code", "feature #2: duplicate code 'M-01' (also feature #0)"),
         ("unknown community", "community 'Atlantis' is not registered"),
         ("not a FeatureCollection", "expected a GeoJSON FeatureCollection, got 'Feature'"),
         ("not a polygon", "cell 'M-02': LineString is not a (multi)polygon"),
@@ -380,8 +379,6 @@ def test_bad_files_exit_2_with_a_clear_message_and_import_nothing(
     path, community = tmp_path / "bad.geojson", MISSION
     if case == "missing code":
         write_grid(path, [good[0], feature(None, cells[1][1]), good[2]])
-    elif case == "duplicate code":
-        write_grid(path, [good[0], good[1], feature("M-01", cells[2][1])])
     elif case == "unknown community":
         write_grid(path, good)
         community = "Atlantis"

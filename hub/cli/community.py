@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from hub.settings import get_settings
+
+if TYPE_CHECKING:
+    from hub.store.communities import ImportReport
 
 app = typer.Typer(help="Community polygons.", no_args_is_help=True)
 
@@ -18,12 +24,17 @@ def import_(
     file: Path = typer.Argument(..., help="GeoJSON FeatureCollection of (multi)polygons."),
     id_field: str = typer.Option(..., help="Feature property holding the community id."),
     name_field: str = typer.Option(..., help="Feature property holding the display name."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the outcome as one JSON object on the last line."
+    ),
 ) -> None:
     """Insert or update the communities of FILE (re-importing updates, never duplicates).
 
-    Invalid rings are repaired with make_valid and reported; features that are not polygons
-    or have no id are skipped with the reason. Exit 2 when the file cannot be read, 1 when the
-    database refuses the import.
+    Features sharing an id are parts of one community (islands, exclaves): each part is
+    repaired, then they are unioned, and the parts merged per id are reported. Invalid rings
+    are repaired with make_valid and reported; features that are not polygons or have no id
+    are skipped with the reason. Exit 2 when the file cannot be read, 1 when the database
+    refuses the import.
     """
     import psycopg
 
@@ -41,29 +52,33 @@ def import_(
     except psycopg.Error as exc:
         err.print(f"[red]database error:[/] {str(exc).strip()}")
         raise typer.Exit(1) from None
-    out.print(_table(file, report.inserted, report.updated, report.repaired, report.skipped))
+    if as_json:
+        typer.echo(json.dumps(asdict(report)))
+        return
+    out.print(_table(file, report))
 
 
-def _table(
-    file: Path,
-    inserted: list[str],
-    updated: list[str],
-    repaired: dict[str, str],
-    skipped: dict[str, str],
-) -> Table:
+def _table(file: Path, report: ImportReport) -> Table:
     table = Table(title=f"communities from {file.name}", title_justify="left")
     table.add_column("outcome", style="bold")
     table.add_column("count", justify="right")
     table.add_column("details")
-    table.add_row("inserted", str(len(inserted)), _ids(inserted))
-    table.add_row("updated", str(len(updated)), _ids(updated))
+    table.add_row("inserted", str(len(report.inserted)), _ids(report.inserted))
+    table.add_row("updated", str(len(report.updated)), _ids(report.updated))
     table.add_row(
-        "[yellow]repaired[/]",
-        str(len(repaired)),
-        "\n".join(f"{k}: {v}" for k, v in repaired.items()),
+        "merged",
+        str(len(report.merged)),
+        "\n".join(f"{k}: {n} parts" for k, n in report.merged.items()),
     )
     table.add_row(
-        "[red]skipped[/]", str(len(skipped)), "\n".join(f"{k}: {v}" for k, v in skipped.items())
+        "[yellow]repaired[/]",
+        str(len(report.repaired)),
+        "\n".join(f"{k}: {v}" for k, v in report.repaired.items()),
+    )
+    table.add_row(
+        "[red]skipped[/]",
+        str(len(report.skipped)),
+        "\n".join(f"{k}: {v}" for k, v in report.skipped.items()),
     )
     return table
 

@@ -36,8 +36,9 @@ def run(
     ),
     communities: Path | None = typer.Option(
         None,
-        help="GeoJSON community polygons to fill rows without a community here "
-        "(default: none; fusion assigns them from the hub's polygons).",
+        help="GeoJSON community polygons to fill rows without a community here (points "
+        "within HUB_COMMUNITY_SNAP_M of one snap to the nearest; default: none, fusion "
+        "assigns them from the hub's polygons).",
     ),
     id_field: str | None = typer.Option(None, help="Feature property holding the community id."),
     outbox: Path | None = typer.Option(
@@ -63,8 +64,9 @@ def run(
         logs.configure("WARNING", json=False)  # warnings (no polygons, broker down) as text
     err = Console(stderr=True)
     try:
-        connector = load_connector(kind).from_mapping_file(mapping, ConnectorSettings())
-        index = _load_polygons(communities, id_field)
+        settings = ConnectorSettings()
+        connector = load_connector(kind).from_mapping_file(mapping, settings)
+        index = _load_polygons(communities, id_field, settings.community_snap_m)
         with _progress(err, file) as advance:
             options = RunOptions(index, rejects, outbox, max_wait, on_progress=advance)
             report = connector.run(file, options)
@@ -79,15 +81,16 @@ def run(
         raise typer.Exit(EXIT_UNDELIVERED)
 
 
-def _load_polygons(path: Path | None, id_field: str | None) -> CommunityIndex | None:
-    """A CommunityIndex from a GeoJSON file, or None (events then go without a community)."""
+def _load_polygons(path: Path | None, id_field: str | None, snap_m: float) -> CommunityIndex | None:
+    """A CommunityIndex from a GeoJSON file, or None (events then go without a community);
+    points within ``snap_m`` metres of a polygon and in none snap to the nearest."""
     if path is None:
         return None
     if not id_field:
         raise typer.BadParameter("--communities needs --id-field (the property holding the id)")
     from geo.geojson import read_community_index
 
-    return read_community_index(path, id_field)
+    return read_community_index(path, id_field, snap_m)
 
 
 @contextmanager

@@ -31,8 +31,9 @@ def import_(
 ) -> None:
     """Replace COMMUNITY's grid with the cells of FILE, in one transaction.
 
-    Cells no longer in FILE are deleted, the others inserted or updated; invalid polygons are
-    repaired (ST_MakeValid) and reported; cells reaching more than 1% outside the community
+    Cells no longer in FILE are deleted, the others inserted or updated; features sharing a
+    code are parts of one cell, unioned and reported; invalid polygons are repaired
+    (make_valid) and reported; cells reaching more than 1% outside the community
     are imported with a warning. Fusion picks the new grid up within seconds. Exit 2 when the
     file or the community is wrong (nothing is imported), 1 when the database refuses.
     """
@@ -67,6 +68,8 @@ def _summary(file: Path, report: GridReport) -> Table:
     table.add_row("deleted", str(len(report.deleted)), _codes(report.deleted))
     repaired = "\n".join(f"{code}: {why}" for code, why in report.repaired.items())
     table.add_row("[yellow]repaired[/]", str(len(report.repaired)), repaired)
+    merged = "\n".join(f"{code}: {n} parts" for code, n in sorted(report.merged.items()))
+    table.add_row("merged", str(len(report.merged)), merged)
     outside = "\n".join(
         f"{code}: {share:.1%} of its area outside {report.community_id}"
         for code, share in sorted(report.outside.items())

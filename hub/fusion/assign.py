@@ -1,5 +1,5 @@
-"""Give every event a known community (assign missing ones by polygon, flag unknown ones) and
-its grid cell."""
+"""Give every event a known community (assign missing ones by polygon, or to the nearest within
+``HUB_COMMUNITY_SNAP_M`` with ``properties.snapped_m``; flag unknown ones) and its grid cell."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Hashable
 
 import numpy as np
+import orjson
 import polars as pl
 
 from geo.assign import CommunityIndex
@@ -17,11 +18,18 @@ log = logging.getLogger(__name__)
 
 
 class CommunityResolver:
-    """Holds the community index, reloading it when an unknown id shows up (rate-limited)."""
+    """Holds the community index, reloading it when an unknown id shows up (rate-limited).
+    ``on_snap`` is told how many events of a batch were snapped to the nearest community."""
 
-    def __init__(self, load: Callable[[], CommunityIndex], min_reload_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        load: Callable[[], CommunityIndex],
+        min_reload_s: float = 5.0,
+        on_snap: Callable[[int], None] | None = None,
+    ) -> None:
         self._load = load
         self._min_reload_s = min_reload_s
+        self._on_snap = on_snap
         self._loaded_at = 0.0
         self.index = CommunityIndex.build([], [])
         self.reload()
@@ -49,11 +57,28 @@ class CommunityResolver:
         if not missing.any() or len(self.index) == 0:
             return frame
         rows = np.flatnonzero(missing.to_numpy())
-        ids = self.index.assign_ids(frame["lon"].to_numpy()[rows], frame["lat"].to_numpy()[rows])
+        placed = self.index.place_ids(frame["lon"].to_numpy()[rows], frame["lat"].to_numpy()[rows])
         filled = frame["community_id"].to_list()
-        for row, cid in zip(rows, ids, strict=True):
+        for row, (cid, _) in zip(rows, placed, strict=True):
             filled[row] = cid
-        return frame.with_columns(pl.Series("community_id", filled, dtype=pl.String))
+        frame = frame.with_columns(pl.Series("community_id", filled, dtype=pl.String))
+        snapped = [(int(row), m) for row, (_, m) in zip(rows, placed, strict=True) if m is not None]
+        return _note_snapped(frame, snapped, self._on_snap) if snapped else frame
+
+
+def _note_snapped(
+    frame: pl.DataFrame, snapped: list[tuple[int, int]], on_snap: Callable[[int], None] | None
+) -> pl.DataFrame:
+    """Set ``properties.snapped_m`` (rounded metres) on the snapped rows. Only the few
+    snapped rows are parsed and written again; the others keep their serialised properties."""
+    properties = frame["properties"].to_list()
+    for row, metres in snapped:
+        props = orjson.loads(properties[row])
+        props["snapped_m"] = metres
+        properties[row] = orjson.dumps(props).decode()
+    if on_snap is not None:
+        on_snap(len(snapped))
+    return frame.with_columns(pl.Series("properties", properties, dtype=pl.String))
 
 
 class GridResolver:

@@ -19,6 +19,11 @@ class FusionMetrics:
         self.stored = Counter("hub_fusion_events_stored", "Events newly stored", registry=r)
         self.duplicates = Counter("hub_fusion_events_duplicate", "Duplicates dropped", registry=r)
         self.dlq = Counter("hub_fusion_events_dlq", "Dead letters", ["reason"], registry=r)
+        self.snapped = Counter(
+            "hub_fusion_events_snapped",
+            "Events outside every community placed in the nearest (HUB_COMMUNITY_SNAP_M)",
+            registry=r,
+        )
         self.batch_seconds = Histogram(
             "hub_fusion_batch_seconds", "Batch processing time (decode to commit)", registry=r
         )

@@ -75,7 +75,9 @@ class FusionWorker:
         self.stages = build_stages(settings)
         self.reader = self._new_reader()
         self.sink = self._new_sink()
-        self.resolver = CommunityResolver(lambda: _fresh_index(settings))
+        self.resolver = CommunityResolver(
+            lambda: _fresh_index(settings), on_snap=self.metrics.snapped.inc
+        )
         self.grids = GridResolver(
             lambda: _fresh_grids(settings),
             lambda: _fresh_grid_version(settings),
@@ -197,7 +199,7 @@ class FusionWorker:
         good, unknown = self.resolver.resolve(frame)
         good = self.grids.assign(good)
         rejects = decoded.rejects + [
-            Reject(int(i), UNKNOWN_COMMUNITY, _unknown_detail(cid))
+            Reject(int(i), UNKNOWN_COMMUNITY, _unknown_detail(cid, self.resolver.index.snap_m))
             for i, cid in zip(unknown["idx"], unknown["community_id"], strict=True)
         ]
         self._dead_letter(records, rejects)
@@ -355,7 +357,7 @@ def _cache(settings: Settings) -> NeighbourhoodCache | None:
 
 def _fresh_index(settings: Settings) -> CommunityIndex:
     with connect(settings, autocommit=True) as conn:
-        return load_index(conn)
+        return load_index(conn, settings.community_snap_m)
 
 
 def _fresh_grids(settings: Settings) -> tuple[tuple[int, Any], GridIndex]:
@@ -369,7 +371,8 @@ def _fresh_grid_version(settings: Settings) -> tuple[int, Any]:
         return grid_version(conn)
 
 
-def _unknown_detail(community_id: str | None) -> str:
-    if community_id is None:
-        return "no community given and no community polygon contains the point"
-    return f"community {community_id!r} is not registered"
+def _unknown_detail(community_id: str | None, snap_m: float) -> str:
+    if community_id is not None:
+        return f"community {community_id!r} is not registered"
+    within = f" or lies within {snap_m:g} m of it" if snap_m > 0 else ""
+    return f"no community given and no community polygon contains the point{within}"

@@ -46,13 +46,15 @@ def import_communities(
 ) -> ImportReport:
     """Raises ``geo.geojson.GeoJSONError`` when the file cannot be read."""
     rows, read = read_communities(path, id_field, name_field)
-    report = ImportReport(repaired=read.repaired, skipped=read.skipped)
+    report = ImportReport(repaired=read.repaired, skipped=read.skipped, merged=read.merged)
     with conn.transaction():
         upsert_communities(conn, rows, report)
     return report
 
 
-def load_index(conn: psycopg.Connection) -> CommunityIndex:
-    """All communities, ready for point assignment."""
+def load_index(conn: psycopg.Connection, snap_m: float = 0.0) -> CommunityIndex:
+    """All communities, ready for point assignment (snapping points within ``snap_m`` metres
+    of one to the nearest)."""
     rows = conn.execute("SELECT id, ST_AsBinary(geom) FROM community ORDER BY id").fetchall()
-    return CommunityIndex.build([r[0] for r in rows], [shapely.from_wkb(r[1]) for r in rows])
+    ids, geoms = [r[0] for r in rows], [shapely.from_wkb(r[1]) for r in rows]
+    return CommunityIndex.build(ids, geoms, snap_m)

@@ -16,8 +16,9 @@ from typing import Any
 
 import psycopg
 import shapely
+from shapely.geometry import MultiPolygon, Polygon
 
-from geo.geojson import GeoJSONError, polygonal, read_json
+from geo.geojson import GeoJSONError, polygonal, read_json, union_parts
 from geo.grids import H3_PREFIX, GridIndex, h3_cell_polygon, h3_index
 from hub.errors import InvalidInput
 
@@ -37,6 +38,7 @@ class GridReport:
     deleted: list[str] = field(default_factory=list)  # in the stored grid, not in the file
     repaired: dict[str, str] = field(default_factory=dict)  # code -> what was wrong
     outside: dict[str, float] = field(default_factory=dict)  # code -> share outside community
+    merged: dict[str, int] = field(default_factory=dict)  # code -> features unioned (2 or more)
 
 
 @dataclass(frozen=True)
@@ -45,13 +47,15 @@ class GridFeature:
     name: str | None
     wkb: bytes
     invalid: str | None  # why the polygon is invalid (repaired in PostGIS), None when valid
+    parts_merged: int = 1  # features of the file unioned into this cell
 
 
 # --- reading the file ------------------------------------------------------------------------
 
 
 def read_grid(path: Path, code_property: str, name_property: str | None) -> list[GridFeature]:
-    """Every feature of the FeatureCollection as a cell; GridImportError lists what is wrong."""
+    """Every code of the FeatureCollection as a cell (features sharing a code are parts of one
+    cell, unioned: ``parts_merged`` says how many); GridImportError lists what is wrong."""
     try:
         doc = read_json(path)
     except GeoJSONError as exc:
@@ -62,27 +66,28 @@ def read_grid(path: Path, code_property: str, name_property: str | None) -> list
     features = doc.get("features")
     if not isinstance(features, list) or not features:
         raise GridImportError(f"{path}: the FeatureCollection has no features")
-    cells: list[GridFeature] = []
+    parts: dict[str, list[_Part]] = {}
     problems: list[str] = []
-    first_seen: dict[str, int] = {}
     for n, feature in enumerate(features):
         try:
-            cell = _read_feature(feature, code_property, name_property)
+            part = _read_feature(feature, code_property, name_property)
         except GridImportError as exc:
             problems.append(f"feature #{n}: {exc}")
             continue
-        if cell.code in first_seen:
-            first = first_seen[cell.code]
-            problems.append(f"feature #{n}: duplicate code {cell.code!r} (also feature #{first})")
-            continue
-        first_seen[cell.code] = n
-        cells.append(cell)
+        parts.setdefault(part.code, []).append(part)
     if problems:
         raise GridImportError(_problems(path, problems))
-    return cells
+    return [_cell(code, cell_parts) for code, cell_parts in parts.items()]
 
 
-def _read_feature(feature: Any, code_property: str, name_property: str | None) -> GridFeature:
+@dataclass(frozen=True)
+class _Part:
+    code: str
+    name: str | None
+    geom: Polygon | MultiPolygon
+
+
+def _read_feature(feature: Any, code_property: str, name_property: str | None) -> _Part:
     if not isinstance(feature, dict) or feature.get("type") != "Feature":
         raise GridImportError("not a GeoJSON Feature")
     props = feature.get("properties") or {}
@@ -97,8 +102,20 @@ def _read_feature(feature: Any, code_property: str, name_property: str | None) -
     if geom.is_empty:
         raise GridImportError(f"cell {code!r}: empty geometry")
     name = props.get(name_property) if name_property is not None else None
-    invalid = None if geom.is_valid else shapely.is_valid_reason(geom)
-    return GridFeature(code, None if name is None else str(name), geom.wkb, invalid)
+    return _Part(code, None if name is None else str(name), geom)
+
+
+def _cell(code: str, parts: list[_Part]) -> GridFeature:
+    """One part: as it is (repaired in PostGIS when invalid). Several: each repaired (the same
+    GEOS make_valid as PostGIS), then unioned here; the first name given wins."""
+    name = next((p.name for p in parts if p.name is not None), None)
+    if len(parts) == 1:
+        geom = parts[0].geom
+        invalid = None if geom.is_valid else shapely.is_valid_reason(geom)
+        return GridFeature(code, name, geom.wkb, invalid)
+    union, repaired = union_parts([p.geom for p in parts])
+    wkb = (union if union is not None else MultiPolygon()).wkb  # empty: refused when stored
+    return GridFeature(code, name, wkb, repaired, len(parts))
 
 
 def _problems(path: Path, problems: list[str]) -> str:
@@ -178,6 +195,7 @@ def import_grid(
         for code, inserted in cur.execute(_UPSERT, params).fetchall():
             (report.inserted if inserted else report.updated).append(code)
     report.repaired = {c.code: c.invalid for c in cells if c.invalid is not None}
+    report.merged = {c.code: c.parts_merged for c in cells if c.parts_merged > 1}
     return report
 
 
