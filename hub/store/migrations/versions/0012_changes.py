@@ -66,6 +66,8 @@ def upgrade() -> None:
     op.execute(
         f"""
         GRANT SELECT ON picture_change TO {API_ROLE};
+        -- like every hub table: readable by the API role, no row without a policy that opens it
+        GRANT SELECT ON picture_change_mark TO {API_ROLE};
         GRANT SELECT ON SEQUENCE picture_change_seq_seq TO {API_ROLE};
         CREATE POLICY picture_change_by_object ON picture_change FOR SELECT TO {API_ROLE}
             USING (CASE type
