@@ -28,6 +28,7 @@ from connectors.fields import (
     check_lonlat,
     lonlat_arrays,
     pseudonym,
+    time_cell,
     value_resolver,
 )
 from connectors.mapping import VOCABULARIES, Mapping
@@ -102,11 +103,12 @@ class RowConverter:
         *,
         communities: CommunityIndex | None = None,
         reporter_key: bytes | None = None,
+        kind: str = "csv",
     ) -> None:
         if mapping.source.reporter and not reporter_key:
             raise ValueError("[source] reporter needs a pseudonymisation key (HUB_REPORTER_KEY)")
         self.mapping = mapping
-        self.nulls = frozenset(mapping.csv.null_values)
+        self.nulls = frozenset(mapping.null_values(kind))
         self.time = TimeParser(mapping.time)
         self.point = PointParser(mapping.location, self.nulls)
         self.to_lonlat = lonlat_arrays(mapping.location.crs)
@@ -116,6 +118,7 @@ class RowConverter:
         self.reporter_key = reporter_key
         self.seen: dict[str, int] = {}
         self.communities = communities
+        self.connector = mapping.source.connector or kind  # source.connector of the events
 
     def convert(self, rows: Iterable[Row], first_row: int = 1) -> Conversion:
         out = Conversion()
@@ -141,7 +144,7 @@ class RowConverter:
         if first != n:
             raise RowReject("duplicate row id", f"{row_id!r} already on row {first}")
         x, y = self.point(row)
-        when = cell(row, m.time.column, nulls)
+        when = time_cell(row, m.time.column, nulls)
         if when is None:
             raise RowReject("missing time", f"column {m.time.column!r} is empty")
         observed_at, note = self.time(when)
@@ -186,7 +189,7 @@ class RowConverter:
 
     def _build(self, p: _Parsed, out: Conversion) -> None:
         m = self.mapping
-        source = {"system": m.source.system, "connector": m.source.connector}
+        source = {"system": m.source.system, "connector": self.connector}
         reporter = None
         if p.reporter is not None and self.reporter_key:
             reporter = pseudonym(self.reporter_key, m.source.system, p.reporter)
