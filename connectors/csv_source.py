@@ -36,6 +36,8 @@ from geo.assign import CommunityIndex
 from hub.errors import InvalidInput
 from schemas.event import Event
 
+TextRow = dict[str, str | None]  # a CSV row: every cell text (a ``Row`` of the converter)
+
 # Fixed namespace of connector event ids: uuid5(NAMESPACE, f"{system}/{row_id}"). Never change
 # it, or a replay would no longer recognise the events it already sent.
 NAMESPACE = uuid.UUID("5a95dea2-7f76-48bd-8bf1-0fe167fd3195")
@@ -227,7 +229,7 @@ def convert_rows(
 
 
 @contextmanager
-def open_csv(path: Path, mapping: Mapping) -> Iterator[tuple[list[str], Iterator[Row]]]:
+def open_csv(path: Path, mapping: Mapping) -> Iterator[tuple[list[str], Iterator[TextRow]]]:
     """The header and a row iterator; unreadable files raise ``SourceError``."""
     try:
         handle = path.open(newline="", encoding=mapping.csv.encoding)
@@ -244,7 +246,7 @@ def open_csv(path: Path, mapping: Mapping) -> Iterator[tuple[list[str], Iterator
         yield header, _guarded(reader, path)
 
 
-def _guarded(reader: csv.DictReader[str], path: Path) -> Iterator[Row]:
+def _guarded(reader: csv.DictReader[str], path: Path) -> Iterator[TextRow]:
     try:
         yield from reader
     except (UnicodeDecodeError, csv.Error) as exc:

@@ -32,7 +32,7 @@ from connectors.cells import to_row
 from connectors.csv_source import SourceError
 from connectors.cursor import CursorStore
 from connectors.fields import Row
-from connectors.mapping import Mapping, MappingError, SqlSection
+from connectors.mapping import Mapping, SqlSection
 
 STREAM_ROWS = 5_000  # rows fetched from the server per round trip
 
@@ -71,13 +71,12 @@ class SqlQuery:
                 try:
                     result = conn.execution_options(stream_results=True).execute(stmt, params)
                 except SQLAlchemyError as exc:
-                    raise SourceError(f"{self.label}: the query failed: {_why(exc)}") from None
+                    raise SourceError(
+                        f"{self.label}: the query failed: {_why(exc)} (the wrapped query needs "
+                        f"the columns {self.spec.cursor_column!r} ([sql] cursor_column) and "
+                        f"{self.key!r} ([source] id))"
+                    ) from None
                 header = list(result.keys())
-                if self.spec.cursor_column not in header:
-                    raise MappingError(
-                        f"{self.label}: the query has no column {self.spec.cursor_column!r} "
-                        f"([sql] cursor_column); it has {', '.join(map(repr, header))}"
-                    )
                 yield header, self._rows(result, header)
         finally:
             engine.dispose()

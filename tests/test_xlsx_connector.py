@@ -26,7 +26,7 @@ from hub.settings import Settings
 from hub.store.db import connect
 from schemas.event import Event, parse_event
 from tests.fusion_helpers import consume_all, fusion_stats, running_worker, wait_until
-from tests.sheet_helpers import typed_rows, write_ods, write_xlsx
+from tests.sheet_helpers import Value, typed_rows, write_ods, write_xlsx
 
 ROOT = Path(__file__).resolve().parents[1]
 SFPD = ROOT / "data" / "sf" / "sfpd_incident_reports_2018-12.csv"
@@ -96,7 +96,7 @@ SMALL: dict[str, Any] = {
 
 def test_bad_rows_are_rejected_with_reasons(tmp_path: Path) -> None:
     header = ["id", "when", "lat", "lon", "cat"]
-    rows = [
+    rows: list[list[Value]] = [
         [1, "2018-12-01T10:00:00-08:00", 37.77, -122.42, "Met"],  # text with an offset: fine
         [2, datetime(2018, 12, 1, 10), 37.77, -122.42, "Met"],  # date cell, no zone
         [3, "yesterday", 37.77, -122.42, "Met"],
