@@ -32,7 +32,7 @@ def run(
     source: str | None = typer.Argument(
         None,
         help="The source: a CSV file (csv), an .xlsx/.ods workbook (xlsx), or a SQLAlchemy URL "
-        "(sql; default: the mapping's [sql] url).",
+        "(sql; default: the mapping's \\[sql] url).",
     ),
     mapping: Path = typer.Option(..., "--mapping", "-m", help="TOML column mapping."),
     rejects: Path | None = typer.Option(
@@ -56,8 +56,10 @@ def run(
     """Publish every usable row of SOURCE as an event; report and optionally write the rejects.
 
     Rows without usable coordinates or time are not sent: they are counted with their reason.
+
     xlsx and sql keep a cursor in the state directory: a second run sends only rows that are
     new or changed (a changed row as a new event that refs the one it updates).
+
     Events pass through a durable outbox, so a broker outage loses nothing: the next run sends
     what is pending first. Exit 0 on success (even with rejects), 1 when events are left in the
     outbox, 2 when the file, the mapping or the polygons cannot be used.
