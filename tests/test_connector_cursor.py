@@ -97,3 +97,12 @@ def test_cursor_store_rows_positions_and_lock(tmp_path: Path) -> None:
         known = store.known([f"r{i}" for i in range(0, 1300, 7)])
         assert len(known) == len(range(0, 1200, 7)) and known["r7"].event_id == ids[7]
         assert store.position("other") is None
+
+
+def test_the_kinds_are_registered() -> None:
+    from connectors.registry import kinds, load_connector
+    from connectors.sql_connector import SqlConnector
+    from connectors.xlsx_connector import XlsxConnector
+
+    assert kinds() == ["csv", "sql", "xlsx"]
+    assert load_connector("xlsx") is XlsxConnector and load_connector("sql") is SqlConnector

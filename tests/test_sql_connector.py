@@ -25,6 +25,7 @@ from connectors.settings import ConnectorSettings
 from connectors.sql_connector import SqlConnector
 from hub.cli.main import app
 from hub.settings import Settings, get_settings
+from hub.stack.broker import free_port
 from schemas.event import Event, parse_event
 from tests.fusion_helpers import consume_all
 
@@ -243,3 +244,23 @@ def _mapping_dict() -> dict[str, Any]:
     import tomllib
 
     return tomllib.loads(MAPPING.read_text())
+
+
+def test_rows_read_while_the_broker_is_down_go_out_on_the_next_run(
+    hub_settings: Settings, tmp_path: Path, community_db: tuple[str, Any]
+) -> None:
+    # The cursor moves once the events are durable in the outbox, not once Kafka has them:
+    # the next run sends what the outbox kept first, and reads nothing twice.
+    url, conn = community_db
+    live = _settings(hub_settings, tmp_path / "state")
+    down = live.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{free_port()}"})
+    connector = SqlConnector(load_mapping(MAPPING), down)
+    first = connector.run(url, RunOptions(max_wait=0.5))
+    assert not first.delivered and first.pending == 200 - first.rejected
+    _insert(conn, _sfpd(200, 202))  # arrives while the broker is still down
+    _insert(conn, [(*r[:8], T0 + timedelta(hours=1)) for r in _sfpd(202, 204)])
+    back = SqlConnector(load_mapping(MAPPING), live).run(url, RunOptions())
+    assert back.delivered and back.earlier_delivered == first.pending
+    assert back.events_produced == 2 + 2 - back.rejected
+    sent = _sent(hub_settings, first.pending + back.events_produced)
+    assert len(sent) == len({e.event_id for e in sent}) == first.pending + back.events_produced
