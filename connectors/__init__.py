@@ -6,6 +6,8 @@ The programmatic entry points:
   ``settings`` a ``ConnectorSettings`` (the broker, topic, reporter key, state directory).
 - ``convert_rows(rows, mapping, ...) -> Conversion``: the pure row -> event conversion.
 - ``load_mapping(path) -> Mapping``: a TOML column mapping (every key: ``connectors.mapping``).
+- ``connectors.registry.load_connector(kind)``: the kinds ``csv``, ``xlsx`` (``sheet_source``)
+  and ``sql`` (``sql_source``); the last two are incremental (``changes``, ``cursor``).
 """
 
 from connectors.csv_source import Conversion, Reject, SourceError, convert_rows, event_id_for

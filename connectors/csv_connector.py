@@ -7,11 +7,13 @@ from typing import Self
 
 from connectors.mapping import Mapping, load_mapping
 from connectors.report import ConnectorReport
-from connectors.run import CsvRun, RunOptions
+from connectors.run import ConnectorConfigError, CsvRun, RunOptions
 from connectors.settings import ConnectorSettings
 
 
-class CsvConnector:
+class MappedConnector:
+    """A connector kind configured by a TOML mapping (``connectors.mapping``)."""
+
     def __init__(self, mapping: Mapping, settings: ConnectorSettings) -> None:
         self.mapping = mapping
         self.settings = settings
@@ -20,5 +22,13 @@ class CsvConnector:
     def from_mapping_file(cls, path: Path, settings: ConnectorSettings) -> Self:
         return cls(load_mapping(path), settings)
 
-    def run(self, source: Path, options: RunOptions) -> ConnectorReport:
-        return CsvRun(source, self.mapping, self.settings, options).run()
+
+class CsvConnector(MappedConnector):
+    def run(self, source: Path | str | None, options: RunOptions) -> ConnectorReport:
+        return CsvRun(source_file(source, "csv"), self.mapping, self.settings, options).run()
+
+
+def source_file(source: Path | str | None, kind: str) -> Path:
+    if source is None or not str(source):
+        raise ConnectorConfigError(f"the {kind} kind reads a file: give its path as SOURCE")
+    return Path(source)

@@ -28,12 +28,15 @@ from connectors.fields import (
     check_lonlat,
     lonlat_arrays,
     pseudonym,
+    time_cell,
     value_resolver,
 )
 from connectors.mapping import VOCABULARIES, Mapping
 from geo.assign import CommunityIndex
 from hub.errors import InvalidInput
 from schemas.event import Event
+
+TextRow = dict[str, str | None]  # a CSV row: every cell text (a ``Row`` of the converter)
 
 # Fixed namespace of connector event ids: uuid5(NAMESPACE, f"{system}/{row_id}"). Never change
 # it, or a replay would no longer recognise the events it already sent.
@@ -102,11 +105,12 @@ class RowConverter:
         *,
         communities: CommunityIndex | None = None,
         reporter_key: bytes | None = None,
+        kind: str = "csv",
     ) -> None:
         if mapping.source.reporter and not reporter_key:
             raise ValueError("[source] reporter needs a pseudonymisation key (HUB_REPORTER_KEY)")
         self.mapping = mapping
-        self.nulls = frozenset(mapping.csv.null_values)
+        self.nulls = frozenset(mapping.null_values(kind))
         self.time = TimeParser(mapping.time)
         self.point = PointParser(mapping.location, self.nulls)
         self.to_lonlat = lonlat_arrays(mapping.location.crs)
@@ -116,6 +120,7 @@ class RowConverter:
         self.reporter_key = reporter_key
         self.seen: dict[str, int] = {}
         self.communities = communities
+        self.connector = mapping.source.connector or kind  # source.connector of the events
 
     def convert(self, rows: Iterable[Row], first_row: int = 1) -> Conversion:
         out = Conversion()
@@ -141,7 +146,7 @@ class RowConverter:
         if first != n:
             raise RowReject("duplicate row id", f"{row_id!r} already on row {first}")
         x, y = self.point(row)
-        when = cell(row, m.time.column, nulls)
+        when = time_cell(row, m.time.column, nulls)
         if when is None:
             raise RowReject("missing time", f"column {m.time.column!r} is empty")
         observed_at, note = self.time(when)
@@ -189,7 +194,7 @@ class RowConverter:
 
     def _build(self, p: _Parsed, out: Conversion) -> None:
         m = self.mapping
-        source = {"system": m.source.system, "connector": m.source.connector}
+        source = {"system": m.source.system, "connector": self.connector}
         reporter = None
         if p.reporter is not None and self.reporter_key:
             reporter = pseudonym(self.reporter_key, m.source.system, p.reporter)
@@ -227,7 +232,7 @@ def convert_rows(
 
 
 @contextmanager
-def open_csv(path: Path, mapping: Mapping) -> Iterator[tuple[list[str], Iterator[Row]]]:
+def open_csv(path: Path, mapping: Mapping) -> Iterator[tuple[list[str], Iterator[TextRow]]]:
     """The header and a row iterator; unreadable files raise ``SourceError``."""
     try:
         handle = path.open(newline="", encoding=mapping.csv.encoding)
@@ -244,7 +249,7 @@ def open_csv(path: Path, mapping: Mapping) -> Iterator[tuple[list[str], Iterator
         yield header, _guarded(reader, path)
 
 
-def _guarded(reader: csv.DictReader[str], path: Path) -> Iterator[Row]:
+def _guarded(reader: csv.DictReader[str], path: Path) -> Iterator[TextRow]:
     try:
         yield from reader
     except (UnicodeDecodeError, csv.Error) as exc:

@@ -12,8 +12,8 @@ import hmac
 import math
 import re
 import zoneinfo
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 
@@ -29,7 +29,11 @@ from connectors.mapping import (
 )
 from geo.crs import to_wgs84
 
-Row = dict[str, str | None]
+# A cell: text (CSV, and every other value of a spreadsheet or database once made text) or a
+# real date/datetime (a spreadsheet's date cell, a database's DATETIME), which is never turned
+# into text before the time parser sees it: no format, no locale, no round trip.
+Cell = str | date | None
+Row = Mapping[str, Cell]
 
 
 class RowReject(Exception):  # a verdict on a row, not an error of the program
@@ -42,12 +46,21 @@ class RowReject(Exception):  # a verdict on a row, not an error of the program
 
 
 def cell(row: Row, column: str, nulls: frozenset[str]) -> str | None:
-    """The stripped cell, or None when it is missing or one of the null values."""
+    """The stripped cell, or None when it is missing or one of the null values; a date cell
+    as ISO 8601 text."""
     value = row.get(column)
     if value is None:
         return None
+    if isinstance(value, date):
+        return value.isoformat()
     value = value.strip()
     return None if value in nulls else value
+
+
+def time_cell(row: Row, column: str, nulls: frozenset[str]) -> str | date | None:
+    """The time cell as it is: a real date stays one (see ``Cell``), text as ``cell`` gives it."""
+    value = row.get(column)
+    return value if isinstance(value, date) else cell(row, column, nulls)
 
 
 # --- time -----------------------------------------------------------------------------------
@@ -57,24 +70,26 @@ NON_EXISTENT = "non-existent local time (DST gap), fold=0 used"
 
 
 class TimeParser:
-    """Cell -> RFC 3339 text with an explicit offset (and a DST note, if any).
+    """Cell -> RFC 3339 text with an explicit offset (and a DST note, if any). A cell is text
+    (parsed with the mapping's ``format``, else ISO 8601) or a real date cell (no format: a
+    spreadsheet's date, a database's DATETIME; a date alone is its midnight).
 
-    Results are memoised per cell text: real feeds repeat timestamps a lot (the SFPD file has
+    Results are memoised per cell: real feeds repeat timestamps a lot (the SFPD file has
     ~4 rows per distinct minute), and strptime + zoneinfo cost more than the lookup.
     """
 
     def __init__(self, spec: TimeSection) -> None:
         self.format = spec.format
         self.zone = zoneinfo.ZoneInfo(spec.timezone) if spec.timezone else None
-        self._memo: dict[str, tuple[str, str | None] | tuple[None, RowReject]] = {}
+        self._memo: dict[str | date, tuple[str, str | None] | tuple[None, RowReject]] = {}
 
-    def __call__(self, text: str) -> tuple[str, str | None]:
+    def __call__(self, text: str | date) -> tuple[str, str | None]:
         found = self._memo.get(text)
         if found is None:
             if len(self._memo) > 200_000:  # bounded: a file of unique timestamps gains nothing
                 self._memo.clear()
             try:
-                found = self._parse(text)
+                found = self._parse(text) if isinstance(text, str) else self._typed(text)
             except RowReject as exc:
                 found = (None, exc)
             self._memo[text] = found
@@ -85,6 +100,10 @@ class TimeParser:
         assert not isinstance(extra, RowReject)
         return value, extra
 
+    def _typed(self, value: date) -> tuple[str, str | None]:
+        parsed = value if isinstance(value, datetime) else datetime(*value.timetuple()[:3])
+        return self._offset(parsed, repr(value.isoformat()))
+
     def _parse(self, text: str) -> tuple[str, str | None]:
         try:
             if self.format:
@@ -93,10 +112,13 @@ class TimeParser:
                 parsed = datetime.fromisoformat(text)
         except ValueError as exc:
             raise RowReject("unparsable time", f"{text!r}: {exc}") from None
+        return self._offset(parsed, repr(text))
+
+    def _offset(self, parsed: datetime, shown: str) -> tuple[str, str | None]:
         note = None
         if parsed.tzinfo is None:
             if self.zone is None:
-                raise RowReject("time without offset and no [time] timezone", repr(text))
+                raise RowReject("time without offset and no [time] timezone", shown)
             parsed, note = localise(parsed, self.zone)
         return rfc3339(parsed), note
 

@@ -7,7 +7,7 @@ Every key (``*`` = required; ``VALUE`` = a constant, or ``{column, map, default,
                    chars); with the row id it makes the deterministic ``event_id``, and it names
                    the outbox file.
   * ``id``         column holding a stable row id (unique in the file).
-  ``connector``    the ``source.connector`` of the events (default ``"csv"``).
+  ``connector``    the ``source.connector`` of the events (default: the kind, ``"csv"`` ...).
   ``reporter``     column naming the person who reported; published only as a pseudonym
                    (HMAC-SHA256 keyed with ``HUB_REPORTER_KEY``), never the raw value.
 
@@ -55,6 +55,24 @@ Every key (``*`` = required; ``VALUE`` = a constant, or ``{column, map, default,
   ``delimiter``    one character (default ``","``).
   ``encoding``     file encoding (default ``"utf-8-sig"``: UTF-8, a byte-order mark ignored).
   ``null_values``  cell values that mean "empty" (default ``[""]``), e.g. ``["", "None", "null"]``.
+
+``[xlsx]``         the ``xlsx`` kind (.xlsx, .xlsm, .xls, .ods): every key above, plus
+  ``sheet``        the sheet's name, or its 0-based position (default 0: the first sheet).
+  ``header_row``   1-based row number of the header, as the spreadsheet shows it (default: the
+                   first non-empty row); the data rows follow it.
+  ``null_values``  as in ``[csv]`` (default: ``[csv] null_values``).
+
+``[sql]``          the ``sql`` kind: every key above except ``[csv]``, plus
+  ``url``          SQLAlchemy URL, e.g. ``"mysql+pymysql://reader@db/community"`` (the command's
+                   SOURCE argument overrides it, so a password need not sit in this file).
+  * ``query``      a SELECT; the connector wraps it (``SELECT * FROM (query) AS q WHERE ...``),
+                   so it must not end with ``ORDER BY``/``LIMIT`` of its own.
+  * ``cursor_column`` a column of the query that grows when a row is inserted or changed
+                   (an ``updated_at`` timestamp, an auto-increment id); rows where it is NULL
+                   are never read.
+  ``lookback``     re-read this much below the saved cursor (seconds for a time cursor, units
+                   for a number; default 0), for writers whose transactions commit late.
+  ``null_values``  as in ``[csv]`` (default: ``[csv] null_values``).
 
 Unknown keys are errors (with a "did you mean"), so a typo never silently drops a field.
 """
@@ -121,7 +139,7 @@ ValueSpec = str | ColumnValue
 class SourceSection(_Section):
     system: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     id: Column
-    connector: Annotated[str, Field(min_length=1, max_length=200)] = "csv"
+    connector: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     reporter: Column | None = None
 
 
@@ -210,6 +228,28 @@ class CsvSection(_Section):
         return value
 
 
+class XlsxSection(_Section):
+    sheet: Annotated[int, Field(ge=0)] | Annotated[str, Field(min_length=1)] = 0
+    header_row: Annotated[int, Field(ge=1)] | None = None
+    null_values: list[str] | None = None
+
+
+class SqlSection(_Section):
+    url: Annotated[str, Field(min_length=1)] | None = None
+    query: Annotated[str, Field(min_length=1)]
+    cursor_column: Column
+    lookback: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    null_values: list[str] | None = None
+
+    @field_validator("query")
+    @classmethod
+    def _one_select(cls, value: str) -> str:
+        body = value.strip().rstrip(";").strip()
+        if ";" in body:
+            raise ValueError("one statement only (no ';' inside the query)")
+        return body
+
+
 class Mapping(_Section):
     """A whole mapping file (see the module docstring for every key)."""
 
@@ -220,6 +260,14 @@ class Mapping(_Section):
     properties: PropertiesSection = Field(default_factory=PropertiesSection)
     community: CommunitySection = Field(default_factory=CommunitySection)
     csv: CsvSection = Field(default_factory=CsvSection)
+    xlsx: XlsxSection = Field(default_factory=XlsxSection)
+    sql: SqlSection | None = None
+
+    def null_values(self, kind: str = "csv") -> list[str]:
+        """The cell values meaning "empty": the kind's own table's, else ``[csv]``'s."""
+        own = {"xlsx": self.xlsx.null_values, "sql": self.sql.null_values if self.sql else None}
+        found = own.get(kind)
+        return self.csv.null_values if found is None else found
 
     def columns(self) -> dict[str, str]:
         """Every column the mapping reads -> where it is named (for error messages)."""

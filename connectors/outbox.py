@@ -62,7 +62,7 @@ class Outbox:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._lock = _lock(path)
+        self._lock = hold_lock(path, "give each connector instance its own --outbox")
         # autocommit mode: transactions are explicit, one per chunk.
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -166,15 +166,16 @@ class Outbox:
         self._db.execute("COMMIT")
 
 
-def _lock(path: Path) -> IO[bytes]:
-    handle = open(f"{path}.lock", "ab")  # noqa: SIM115 - held open for the outbox's lifetime
+def hold_lock(path: Path, hint: str) -> IO[bytes]:
+    """An exclusive lock on ``path.lock`` (holding our pid) for as long as the handle is open;
+    ``OutboxBusy`` when another process holds it."""
+    handle = open(f"{path}.lock", "ab")  # noqa: SIM115 - held open for the owner's lifetime
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError as exc:
         handle.close()
         raise OutboxBusy(
-            f"{path} is in use by another connector (pid file {path}.lock); "
-            "give each connector instance its own --outbox"
+            f"{path} is in use by another connector (pid file {path}.lock); {hint}"
         ) from exc
     handle.truncate(0)
     handle.write(str(os.getpid()).encode())

@@ -1,10 +1,11 @@
 """Connector kinds registered by name (pygeoapi-style): ``hub connector run KIND`` looks the
 kind up here and imports its class only then, so one broken plugin cannot break the others.
 
-A connector class is built from its mapping file and the settings, and runs one source:
+A connector class is built from its mapping file and the settings, and runs one source (a
+file's path; for ``sql`` a SQLAlchemy URL, or None for the mapping's ``[sql] url``):
 
     connector = load_connector("csv").from_mapping_file(Path("m.toml"), settings)
-    report = connector.run(Path("data.csv"), RunOptions(...))
+    report = connector.run("data.csv", RunOptions(...))
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from hub.errors import NotFound
 # kind -> "module:Class"
 CONNECTORS: dict[str, str] = {
     "csv": "connectors.csv_connector:CsvConnector",
+    "xlsx": "connectors.xlsx_connector:XlsxConnector",
+    "sql": "connectors.sql_connector:SqlConnector",
 }
 
 
@@ -28,7 +31,7 @@ class Connector(Protocol):
     @classmethod
     def from_mapping_file(cls, path: Path, settings: ConnectorSettings) -> Self: ...
 
-    def run(self, source: Path, options: RunOptions) -> ConnectorReport: ...
+    def run(self, source: Path | str | None, options: RunOptions) -> ConnectorReport: ...
 
 
 class UnknownConnector(NotFound, KeyError):

@@ -11,7 +11,9 @@ from rich.table import Table
 
 @dataclass
 class ConnectorReport:
-    """Counts of one run. After a delivered run ``rows_read == events_produced + rejected``."""
+    """Counts of one run. After a delivered run
+    ``rows_read == events_produced + rejected + unchanged`` (``unchanged``: rows an incremental
+    source had already sent as they are; ``changed``: the produced events that update one)."""
 
     source: str
     system: str
@@ -21,6 +23,8 @@ class ConnectorReport:
     rejected: int = 0
     reasons: Counter[str] = field(default_factory=Counter)  # reject reason -> rows
     unassigned: int = 0  # events published without a community (fusion decides)
+    unchanged: int = 0  # rows already sent as they are (incremental sources: xlsx, sql)
+    changed: int = 0  # produced events updating a row sent before (refs its event)
     notes: Counter[str] = field(default_factory=Counter)  # e.g. DST folds, per kind
     earlier_delivered: int = 0  # events an earlier run left in the outbox, delivered first
     pending: int = 0  # events still in the outbox (the broker never acknowledged them)
@@ -41,6 +45,8 @@ class ConnectorReport:
             "rejected": self.rejected,
             "reasons": dict(self.reasons.most_common()),
             "unassigned": self.unassigned,
+            "unchanged": self.unchanged,
+            "changed": self.changed,
             "notes": dict(self.notes),
             "earlier_delivered": self.earlier_delivered,
             "pending": self.pending,
@@ -61,6 +67,8 @@ def summary_table(report: ConnectorReport) -> Table:
         ("rejected", f"{report.rejected:,}"),
         *((f"  {reason}", f"{n:,}") for reason, n in report.reasons.most_common()),
         ("published without community", f"{report.unassigned:,}"),
+        ("unchanged since the last run (not sent)", f"{report.unchanged:,}"),
+        ("updates of rows sent before", f"{report.changed:,}"),
         *((f"note: {note}", f"{n:,}") for note, n in report.notes.most_common()),
         ("earlier events delivered first", f"{report.earlier_delivered:,}"),
         ("left in the outbox", _pending(report)),

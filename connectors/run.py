@@ -1,5 +1,10 @@
 """One connector run: rows -> events -> durable outbox -> Kafka, with a report.
 
+A run reads any ``RowSource`` (a CSV file, a spreadsheet's sheet, a database query); an
+incremental one (``xlsx``, ``sql``) also keeps a cursor (``connectors.cursor``): rows it sent
+before are skipped unless they changed, and a source's position (the SQL cursor value) is saved
+after each chunk reaches the outbox, so the next run, or a daemon after a restart, resumes there.
+
 Each chunk of converted events is committed to the outbox (one transaction) before any of it
 is handed to the producer; rows leave the outbox only once the broker acknowledged them.
 Events an earlier run left behind are sent first.
@@ -10,9 +15,12 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
+from connectors.changes import ChangeTracker
 from connectors.csv_source import (
     Conversion,
     RejectsWriter,
@@ -21,6 +29,7 @@ from connectors.csv_source import (
     chunks,
     open_csv,
 )
+from connectors.cursor import CursorStore, default_cursor_path
 from connectors.mapping import Mapping
 from connectors.outbox import Outbox, default_outbox_path
 from connectors.publisher import Publisher
@@ -48,6 +57,34 @@ class RunOptions:
     max_wait: float = 30.0  # total seconds to keep retrying an unreachable broker
     chunk_rows: int = CHUNK_ROWS
     on_progress: Callable[[int], None] | None = None  # called with the rows read so far
+    cursor_path: Path | None = None  # incremental kinds; None: state_dir/cursor/{system}.sqlite
+
+
+class RowSource(Protocol):
+    """Where rows come from. ``open`` yields the header and the rows, starting where the cursor
+    says (a source without a position ignores it); ``position`` is where to resume after the
+    rows yielded so far (None: nothing to save, e.g. a file read whole each time)."""
+
+    label: str
+
+    def open(
+        self, cursor: CursorStore | None
+    ) -> AbstractContextManager[tuple[list[str], Iterator[Row]]]: ...
+
+    def position(self) -> tuple[str, Any] | None: ...
+
+
+class CsvFile:
+    def __init__(self, path: Path, mapping: Mapping) -> None:
+        self.path, self.mapping, self.label = path, mapping, str(path)
+
+    def open(
+        self, cursor: CursorStore | None
+    ) -> AbstractContextManager[tuple[list[str], Iterator[Row]]]:
+        return open_csv(self.path, self.mapping)
+
+    def position(self) -> tuple[str, Any] | None:
+        return None
 
 
 def run_csv(
@@ -73,11 +110,22 @@ def run_csv(
     return CsvRun(path, mapping, settings, options).run()
 
 
-class CsvRun:
+class SourceRun:
+    """One run of one source; ``kind`` names the events' connector, ``incremental`` keeps a
+    cursor (see the module docstring)."""
+
     def __init__(
-        self, path: Path, mapping: Mapping, settings: ConnectorSettings, options: RunOptions
+        self,
+        source: RowSource,
+        mapping: Mapping,
+        settings: ConnectorSettings,
+        options: RunOptions,
+        *,
+        kind: str = "csv",
+        incremental: bool = False,
     ) -> None:
-        self.path, self.mapping, self.settings, self.options = path, mapping, settings, options
+        self.source, self.mapping, self.settings, self.options = source, mapping, settings, options
+        self.kind, self.incremental = kind, incremental
         self.outbox_path = options.outbox_path or default_outbox_path(
             settings.state_dir, mapping.source.system
         )
@@ -91,22 +139,29 @@ class CsvRun:
 
     def run(self) -> ConnectorReport:
         started = time.monotonic()
-        report = ConnectorReport(str(self.path), self.mapping.source.system, str(self.outbox_path))
-        with open_csv(self.path, self.mapping) as (header, rows):
-            self.mapping.check_header(header, str(self.path))
-            rejects = (
-                RejectsWriter(self.options.rejects_path, header)
-                if self.options.rejects_path
-                else None
-            )
-            try:
-                with Outbox(self.outbox_path) as outbox:
-                    self._ship(rows, outbox, rejects, report)
-            finally:
-                if rejects is not None:
-                    rejects.close()
+        report = ConnectorReport(
+            self.source.label, self.mapping.source.system, str(self.outbox_path)
+        )
+        with ExitStack() as stack:
+            tracker = self._tracker(stack)
+            header, rows = stack.enter_context(self.source.open(tracker.store if tracker else None))
+            self.mapping.check_header(header, self.source.label)
+            rejects = None
+            if self.options.rejects_path:
+                rejects = RejectsWriter(self.options.rejects_path, header)
+                stack.callback(rejects.close)
+            outbox = stack.enter_context(Outbox(self.outbox_path))
+            self._ship(rows, outbox, rejects, report, tracker)
         report.elapsed_s = time.monotonic() - started
         return report
+
+    def _tracker(self, stack: ExitStack) -> ChangeTracker | None:
+        if not self.incremental:
+            return None
+        system = self.mapping.source.system
+        path = self.options.cursor_path or default_cursor_path(self.settings.state_dir, system)
+        store = stack.enter_context(CursorStore(path))
+        return ChangeTracker(store, self.mapping, self.mapping.null_values(self.kind))
 
     def _ship(
         self,
@@ -114,9 +169,13 @@ class CsvRun:
         outbox: Outbox,
         rejects: RejectsWriter | None,
         report: ConnectorReport,
+        tracker: ChangeTracker | None,
     ) -> None:
         converter = RowConverter(
-            self.mapping, communities=self.options.communities, reporter_key=self.reporter_key
+            self.mapping,
+            communities=self.options.communities,
+            reporter_key=self.reporter_key,
+            kind=self.kind,
         )
         publisher = Publisher(self.settings, outbox, max_wait=self.options.max_wait)
         try:
@@ -127,9 +186,18 @@ class CsvRun:
             sent_first = outbox.acked_ids(acked_before, publisher.boundary)
             for chunk in chunks(rows, self.options.chunk_rows):
                 conv = self._convert(converter, chunk, report, rejects)
-                fresh = [e for e in conv.events if e.event_id.bytes not in sent_first]
-                report.events_produced += len(conv.events) - len(fresh)
+                events = conv.events
+                if tracker is not None:
+                    sifted = tracker.sift(chunk, conv)
+                    events = sifted.events
+                    report.unchanged += sifted.unchanged
+                    report.changed += sifted.changed
+                report.unassigned += sum(e.community_id is None for e in events)
+                fresh = [e for e in events if e.event_id.bytes not in sent_first]
+                report.events_produced += len(events) - len(fresh)
                 publisher.submit(outbox.put(self._records(fresh)))
+                if tracker is not None:  # after the outbox commit: see connectors.cursor
+                    tracker.save(sifted, self.source.position())
                 if self.options.on_progress is not None:
                     self.options.on_progress(report.rows_read)
             publisher.drain()
@@ -156,7 +224,13 @@ class CsvRun:
         report.rejected += len(conv.rejects)
         report.reasons.update(r.reason for r in conv.rejects)
         report.notes.update(conv.notes)
-        report.unassigned += conv.unassigned
         if rejects is not None:
             rejects.write(conv.rejects)
         return conv
+
+
+class CsvRun(SourceRun):
+    def __init__(
+        self, path: Path, mapping: Mapping, settings: ConnectorSettings, options: RunOptions
+    ) -> None:
+        super().__init__(CsvFile(path, mapping), mapping, settings, options)

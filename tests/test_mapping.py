@@ -71,7 +71,7 @@ def test_shipped_sffd_mapping_parses() -> None:
 
 def test_defaults(tmp_path: Path) -> None:
     mapping = _load(tmp_path, MINIMAL)
-    assert mapping.source.connector == "csv"
+    assert mapping.source.connector is None  # the events get the kind: "csv", "xlsx", "sql"
     assert (mapping.event.kind, mapping.event.severity, mapping.event.status) == (
         "incident",
         "Unknown",

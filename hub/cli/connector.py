@@ -28,8 +28,12 @@ EXIT_UNUSABLE = 2  # file, mapping or polygons cannot be read
 
 @app.command()
 def run(
-    kind: str = typer.Argument(..., help="Connector kind (known: csv)."),
-    file: Path = typer.Argument(..., help="The source file, e.g. a CSV export."),
+    kind: str = typer.Argument(..., help="Connector kind (known: csv, xlsx, sql)."),
+    source: str | None = typer.Argument(
+        None,
+        help="The source: a CSV file (csv), an .xlsx/.ods workbook (xlsx), or a SQLAlchemy URL "
+        "(sql; default: the mapping's \\[sql] url).",
+    ),
     mapping: Path = typer.Option(..., "--mapping", "-m", help="TOML column mapping."),
     rejects: Path | None = typer.Option(
         None, help="Write rejected rows here (CSV: original columns + _row, _reason)."
@@ -45,11 +49,18 @@ def run(
         None, help="Outbox file (default STATE_DIR/outbox/SYSTEM.sqlite); one per instance."
     ),
     max_wait: float = typer.Option(30.0, min=0, help="Seconds to keep retrying a down broker."),
+    cursor: Path | None = typer.Option(
+        None, help="Cursor file of xlsx/sql (default STATE_DIR/cursor/SYSTEM.sqlite)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON (last line)."),
 ) -> None:
-    """Publish every usable row of FILE as an event; report and optionally write the rejects.
+    """Publish every usable row of SOURCE as an event; report and optionally write the rejects.
 
     Rows without usable coordinates or time are not sent: they are counted with their reason.
+
+    xlsx and sql keep a cursor in the state directory: a second run sends only rows that are
+    new or changed (a changed row as a new event that refs the one it updates).
+
     Events pass through a durable outbox, so a broker outage loses nothing: the next run sends
     what is pending first. Exit 0 on success (even with rejects), 1 when events are left in the
     outbox, 2 when the file, the mapping or the polygons cannot be used.
@@ -67,9 +78,10 @@ def run(
         settings = ConnectorSettings()
         connector = load_connector(kind).from_mapping_file(mapping, settings)
         index = _load_polygons(communities, id_field, settings.community_snap_m)
-        with _progress(err, file) as advance:
+        with _progress(err, kind, source) as advance:
             options = RunOptions(index, rejects, outbox, max_wait, on_progress=advance)
-            report = connector.run(file, options)
+            options.cursor_path = cursor
+            report = connector.run(source, options)
     except (HubError, OSError) as exc:  # OSError: the rejects file, the outbox directory
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(EXIT_UNUSABLE) from None
@@ -94,9 +106,10 @@ def _load_polygons(path: Path | None, id_field: str | None, snap_m: float) -> Co
 
 
 @contextmanager
-def _progress(console: Console, path: Path) -> Iterator[Callable[[int], None]]:
+def _progress(console: Console, kind: str, source: str | None) -> Iterator[Callable[[int], None]]:
     """A progress bar on stderr; yields a callback taking the rows read so far."""
-    total = _estimate_rows(path)
+    total = _estimate_rows(Path(source)) if kind == "csv" and source else None
+    name = Path(source).name if source and kind != "sql" else kind
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -104,7 +117,7 @@ def _progress(console: Console, path: Path) -> Iterator[Callable[[int], None]]:
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task(f"{path.name}: read, convert, send", total=total)
+        task = progress.add_task(f"{name}: read, convert, send", total=total)
         yield lambda rows: progress.update(task, completed=rows)
 
 
