@@ -398,3 +398,19 @@ class ResourceBalance(SQLModel, table=True):
     observed_at: datetime = Field(sa_column=Column(TSTZ, nullable=False))
     geom: Any = Field(sa_column=Column(geometry("POINT"), nullable=False))
     updated_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class CapAlert(SQLModel, table=True):
+    """A CAP 1.2 alert the API issued for an incident (0013_cap): one series per incident."""
+
+    __tablename__ = "cap_alert"
+    __table_args__ = (
+        CheckConstraint("revision >= 1"),
+        CheckConstraint("msg_type IN ('Alert', 'Update', 'Cancel')"),
+    )
+
+    incident_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), primary_key=True))
+    revision: int = Field(sa_column=Column(Integer, primary_key=True))
+    msg_type: str = Field(sa_column=Column(Text, nullable=False))
+    sent: datetime = Field(sa_column=Column(TSTZ, nullable=False))
+    digest: str = Field(sa_column=Column(Text, nullable=False))
