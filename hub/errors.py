@@ -38,6 +38,10 @@ class NotFound(HubError):
     """What was asked for does not exist."""
 
 
+class NotAcceptable(HubError):
+    """What was asked for exists, but not in any form the caller accepts."""
+
+
 class Conflict(HubError):
     """The request clashes with the current state (another holder, another version)."""
 

@@ -215,6 +215,25 @@ class Settings(BaseSettings):
         description="proxy IPs/CIDRs whose X-Forwarded-For is believed (audit client address)",
     )
 
+    # CAP alerts out, the Atom feed, languages
+    cap_sender: str = Field(
+        "community-risk-hub",
+        pattern=r"^[^\s,<&]+$",
+        description="CAP <sender>, also the prefix of every alert's identifier "
+        "({sender}:{incident id}:{revision}); no spaces, commas, '<' or '&'",
+    )
+    cap_signing_key: Path | None = Field(
+        None, description="PEM private key (RSA or EC) that signs CAP alerts (XML signature)"
+    )
+    cap_signing_cert: Path | None = Field(
+        None, description="PEM certificate of cap_signing_key, sent in each signature"
+    )
+    names_extra: Path | None = Field(
+        None,
+        description="TOML file of more display names (event types, categories, communities) "
+        "over config/names.toml",
+    )
+
     # Local stack
     state_dir: Path = Path(".hub")
     broker_port: int = Field(9092, ge=1, le=65535)
@@ -225,6 +244,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"api_auth_disabled is for benchmarks on loopback only; api_host is {self.api_host}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _cap_key_and_cert(self) -> Settings:
+        if (self.cap_signing_key is None) != (self.cap_signing_cert is None):
+            raise ValueError("cap_signing_key and cap_signing_cert are set together, or neither")
         return self
 
     @property

@@ -21,6 +21,7 @@ from starlette.responses import Response
 
 from hub import errors
 from hub.errors import HubError
+from hub.i18n import negotiate, translate
 
 log = logging.getLogger("hub.api")
 
@@ -67,6 +68,7 @@ STATUS: dict[type[HubError], int] = {
     errors.Unauthenticated: 401,
     errors.NotAllowed: 403,
     errors.NotFound: 404,
+    errors.NotAcceptable: 406,
     errors.Conflict: 409,
     errors.TooLarge: 413,
     errors.Unavailable: 503,
@@ -99,6 +101,10 @@ class NotFound(ApiError, errors.NotFound):
     pass
 
 
+class NotAcceptable(ApiError, errors.NotAcceptable):
+    pass
+
+
 class Conflict(ApiError, errors.Conflict):
     pass
 
@@ -110,15 +116,20 @@ def problem(
     headers: Mapping[str, str] | None = None,
     **extra: Any,
 ) -> ProblemResponse:
+    # type about:blank: the title is the status phrase (RFC 9457 4.2.1), in the language the
+    # caller asks for (RFC 9457 3.1.3 allows titles to differ by proactive negotiation).
+    language = negotiate(request.headers.get("accept-language"))
+    title = translate(language, f"status.{status}")
     body: dict[str, Any] = {
-        "type": "about:blank",  # plain HTTP semantics: title is the status phrase (RFC 9457 4.2.1)
-        "title": HTTPStatus(status).phrase,
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase if title == f"status.{status}" else title,
         "status": status,
         "detail": detail,
         "instance": request.url.path,
         **extra,
     }
-    return ProblemResponse(body, status_code=status, headers=headers)
+    localised = {"Content-Language": language, "Vary": "Accept-Language"}
+    return ProblemResponse(body, status_code=status, headers={**localised, **(headers or {})})
 
 
 def _validation_detail(exc: RequestValidationError) -> tuple[str, list[dict[str, str]]]:

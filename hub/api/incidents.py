@@ -23,6 +23,7 @@ from shapely.geometry import shape
 from sqlalchemy import Row
 from starlette.responses import RedirectResponse, Response
 
+from hub.api.cap import CAP_RESPONSE, FormatParam, cap_response, wants_cap
 from hub.api.deps import SettingsDep
 from hub.api.errors import BadRequest, NotFound, problem_responses
 from hub.api.events import ReadAccess
@@ -383,10 +384,13 @@ def list_incidents(
     "where identities are hidden; members out of the caller's reach are left out) and "
     "`timeline` (what happened to it, by time). An id merged away into another incident "
     "answers 308 with the current incident's URL in `Location`. An incident out of the "
-    "caller's reach answers 404, as if it did not exist.",
+    "caller's reach answers 404, as if it did not exist. A warning, or a verified or refuted "
+    "incident, is also a CAP 1.2 alert (`Accept: application/cap+xml` or `f=cap`), zh-CN and "
+    "en-US; any other incident answers 406 to `f=cap`.",
     response_class=GeoJSONResponse,
     response_model=IncidentDetail,
     responses={
+        200: {"content": CAP_RESPONSE},
         308: {
             "description": "Permanent Redirect: the incident was merged into another",
             "headers": {
@@ -396,7 +400,7 @@ def list_incidents(
                 }
             },
         },
-        **problem_responses(400, 401, 403, 404, 429, 500),
+        **problem_responses(400, 401, 403, 404, 406, 429, 500),
     },
 )
 def get_incident(
@@ -404,6 +408,7 @@ def get_incident(
     settings: SettingsDep,
     access: ReadAccess,
     incident_id: Annotated[uuid.UUID, Path(description="the incident id")],
+    f: FormatParam = None,
 ) -> Response:
     found = incident_queries.get_incident(access.session, incident_id, access.incidents)
     if found is None:
@@ -412,8 +417,12 @@ def get_incident(
             raise NotFound(f"no incident {incident_id}")
         request.state.audit_rows = 0
         there = request.app.url_path_for("get_incident", incident_id=str(current))
+        there += f"?{request.url.query}" if request.url.query else ""  # f=cap stays
         return RedirectResponse(absolute_url(request, settings, there), status_code=308)
     request.state.audit_rows = 1
+    cap, strict = wants_cap(request, f)
+    if cap and (alert := cap_response(request, settings, access, found.incident, strict)):
+        return alert
     feature = incident_feature(found.incident)
     feature["reports"] = [_report(r) for r in found.reports]
     feature["timeline"] = [_entry(t) for t in found.timeline]

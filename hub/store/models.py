@@ -1,5 +1,6 @@
 """Tables of the shared risk picture (SQLModel + GeoAlchemy2); authorization's and the audit
-log's are in ``hub.store.auth_models``.
+log's are in ``hub.store.auth_models``, the change log's and CAP alerts' in
+``hub.store.change_models``.
 
 The migrations in ``migrations/versions`` are the source of truth for DDL; these classes mirror
 them (columns, defaults, keys, CHECK constraints, indexes by name) for queries and for
@@ -398,40 +399,3 @@ class ResourceBalance(SQLModel, table=True):
     observed_at: datetime = Field(sa_column=Column(TSTZ, nullable=False))
     geom: Any = Field(sa_column=Column(geometry("POINT"), nullable=False))
     updated_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
-
-
-class PictureChange(SQLModel, table=True):
-    """One change of the picture, written by fusion in its batch's transaction (the stream)."""
-
-    __tablename__ = "picture_change"
-    __table_args__ = (
-        CheckConstraint(PICTURES, name="picture_change_status_check"),
-        CheckConstraint(
-            "type IN ('incident', 'warning', 'risk', 'resource')", name="picture_change_type_check"
-        ),
-        Index("picture_change_object", "type", "object_id", "seq"),
-    )
-
-    seq: int = Field(sa_column=Column(BigInteger, Identity(always=True), primary_key=True))
-    at: datetime = Field(sa_column=Column(TSTZ, nullable=False, server_default=NOW))
-    type: str = Field(sa_column=Column(Text, nullable=False))
-    change: str = Field(sa_column=Column(Text, nullable=False))
-    object_id: str = Field(sa_column=Column(Text, nullable=False))
-    status: str = Field(sa_column=Column(Text, nullable=False))
-    communities: list[str] = Field(
-        default_factory=list,
-        sa_column=Column(ARRAY(Text), nullable=False, server_default=EMPTY),
-    )
-    bbox: Any = Field(default=None, sa_column=Column(geometry("GEOMETRY")))
-    event_type: str | None = Field(default=None, sa_column=Column(Text))
-    verification: str | None = Field(default=None, sa_column=Column(Text))
-    level: str | None = Field(default=None, sa_column=Column(Text))
-
-
-class PictureChangeMark(SQLModel, table=True):
-    """How far fusion has recorded changes, per source sequence (``hub.fusion.changes``)."""
-
-    __tablename__ = "picture_change_mark"
-
-    source: str = Field(sa_column=Column(Text, primary_key=True))
-    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
