@@ -20,5 +20,5 @@ class CsvConnector:
     def from_mapping_file(cls, path: Path, settings: ConnectorSettings) -> Self:
         return cls(load_mapping(path), settings)
 
-    def run(self, source: Path, options: RunOptions) -> ConnectorReport:
-        return CsvRun(source, self.mapping, self.settings, options).run()
+    def run(self, source: Path | str, options: RunOptions) -> ConnectorReport:
+        return CsvRun(Path(source), self.mapping, self.settings, options).run()

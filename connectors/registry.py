@@ -5,6 +5,8 @@ A connector class is built from its mapping file and the settings, and runs one 
 
     connector = load_connector("csv").from_mapping_file(Path("m.toml"), settings)
     report = connector.run(Path("data.csv"), RunOptions(...))
+
+``source`` is a path, or for kinds that read from the network (``cap`` feeds) a URL string.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from hub.errors import NotFound
 # kind -> "module:Class"
 CONNECTORS: dict[str, str] = {
     "csv": "connectors.csv_connector:CsvConnector",
+    "cap": "connectors.cap.connector:CapConnector",
 }
 
 
@@ -28,7 +31,7 @@ class Connector(Protocol):
     @classmethod
     def from_mapping_file(cls, path: Path, settings: ConnectorSettings) -> Self: ...
 
-    def run(self, source: Path, options: RunOptions) -> ConnectorReport: ...
+    def run(self, source: Path | str, options: RunOptions) -> ConnectorReport: ...
 
 
 class UnknownConnector(NotFound, KeyError):

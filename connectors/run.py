@@ -8,8 +8,7 @@ Events an earlier run left behind are sent first.
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,13 +22,11 @@ from connectors.csv_source import (
 )
 from connectors.mapping import Mapping
 from connectors.outbox import Outbox, default_outbox_path
-from connectors.publisher import Publisher
 from connectors.report import ConnectorReport
 from connectors.settings import ConnectorSettings
+from connectors.ship import Shipment
 from geo.assign import CommunityIndex
-from geo.tiles import event_key
 from hub.errors import ConfigError
-from schemas.event import Event
 
 CHUNK_ROWS = 20_000  # rows converted, committed to the outbox and sent together
 
@@ -118,31 +115,15 @@ class CsvRun:
         converter = RowConverter(
             self.mapping, communities=self.options.communities, reporter_key=self.reporter_key
         )
-        publisher = Publisher(self.settings, outbox, max_wait=self.options.max_wait)
+        shipment = Shipment(self.settings, outbox, report, self.options.max_wait)
         try:
-            acked_before = outbox.acked()
-            publisher.start()
-            # Events an earlier run left pending and start() just delivered: when this file
-            # holds them too they are this run's events, already in Kafka; not sent twice.
-            sent_first = outbox.acked_ids(acked_before, publisher.boundary)
             for chunk in chunks(rows, self.options.chunk_rows):
-                conv = self._convert(converter, chunk, report, rejects)
-                fresh = [e for e in conv.events if e.event_id.bytes not in sent_first]
-                report.events_produced += len(conv.events) - len(fresh)
-                publisher.submit(outbox.put(self._records(fresh)))
+                shipment.submit(self._convert(converter, chunk, report, rejects).events)
                 if self.options.on_progress is not None:
                     self.options.on_progress(report.rows_read)
-            publisher.drain()
+            shipment.finish()
         finally:
-            publisher.close()
-        report.earlier_delivered = publisher.acked.old - report.events_produced
-        report.events_produced += publisher.acked.new
-        report.pending = outbox.count()
-        report.broker_error = None if report.delivered else publisher.last_error
-
-    def _records(self, events: list[Event]) -> Iterator[tuple[uuid.UUID, bytes, bytes]]:
-        zoom = self.settings.tile_zoom
-        return ((e.event_id, event_key(e, zoom), e.to_json()) for e in events)
+            shipment.close()
 
     def _convert(
         self,

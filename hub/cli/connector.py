@@ -28,9 +28,18 @@ EXIT_UNUSABLE = 2  # file, mapping or polygons cannot be read
 
 @app.command()
 def run(
-    kind: str = typer.Argument(..., help="Connector kind (known: csv)."),
-    file: Path = typer.Argument(..., help="The source file, e.g. a CSV export."),
-    mapping: Path = typer.Option(..., "--mapping", "-m", help="TOML column mapping."),
+    kind: str = typer.Argument(..., help="Connector kind (known: csv, cap)."),
+    file: str = typer.Argument(
+        ...,
+        help="The source: a CSV export (csv); a CAP file, a drop folder or an http(s) "
+        "Atom/RSS feed URL (cap).",
+    ),
+    mapping: Path = typer.Option(
+        ...,
+        "--mapping",
+        "-m",
+        help="TOML mapping (csv: columns; cap: event types, geocodes, trust anchors).",
+    ),
     rejects: Path | None = typer.Option(
         None, help="Write rejected rows here (CSV: original columns + _row, _reason)."
     ),
@@ -48,7 +57,9 @@ def run(
 ) -> None:
     """Publish every usable row of FILE as an event; report and optionally write the rejects.
 
-    Rows without usable coordinates or time are not sent: they are counted with their reason.
+    Rows without usable coordinates or time are not sent: they are counted with their reason
+    (for cap: each alert is a row; one that cannot become an event is rejected with a reason
+    naming the CAP element or rule).
     Events pass through a durable outbox, so a broker outage loses nothing: the next run sends
     what is pending first. Exit 0 on success (even with rejects), 1 when events are left in the
     outbox, 2 when the file, the mapping or the polygons cannot be used.
@@ -65,9 +76,10 @@ def run(
     try:
         connector = load_connector(kind).from_mapping_file(mapping, ConnectorSettings())
         index = _load_polygons(communities, id_field)
-        with _progress(err, file) as advance:
+        source: Path | str = file if "://" in file else Path(file)
+        with _progress(err, Path(file)) as advance:
             options = RunOptions(index, rejects, outbox, max_wait, on_progress=advance)
-            report = connector.run(file, options)
+            report = connector.run(source, options)
     except (HubError, OSError) as exc:  # OSError: the rejects file, the outbox directory
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(EXIT_UNUSABLE) from None
