@@ -138,7 +138,7 @@ def recording_server() -> Iterator[Recorder]:
     recorder = Recorder()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the http.server API)
+        def do_GET(self) -> None:
             recorder.hits.append((self.path, dict(self.headers)))
             status, headers, body = recorder.routes.get(self.path, (404, {}, b""))
             etag = headers.get("ETag")

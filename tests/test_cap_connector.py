@@ -19,6 +19,7 @@ from connectors.cap.xmldoc import DocumentError, alerts_in, parse
 from connectors.report import ConnectorReport
 from connectors.run import RunOptions
 from connectors.settings import ConnectorSettings
+from schemas.event import Polygon
 from tests.cap_helpers import (
     CAP_DATA,
     FileWatch,
@@ -115,10 +116,11 @@ def test_polygon_order_circle_and_geocode() -> None:
     event = convert(
         alert_xml("c", infos=[info_xml(area=area_xml(circle="37.762,-122.418 2.5"))])
     ).event
+    assert isinstance(event.geometry, Polygon)
     ring = event.geometry.coordinates[0]
-    assert event.geometry.type == "Polygon" and len(ring) == 33 and ring[0] == ring[-1]
-    for lon, lat in ring:  # every vertex 2.5 km from the centre
-        assert abs(_km((-122.418, 37.762), (lon, lat)) - 2.5) < 0.01
+    assert len(ring) == 33 and ring[0] == ring[-1]
+    for vertex in ring:  # every vertex 2.5 km from the centre
+        assert abs(_km((-122.418, 37.762), (vertex[0], vertex[1])) - 2.5) < 0.01
     assert event.properties["circles"] == [{"center": [-122.418, 37.762], "radius_km": 2.5}]
 
     table = {"geocode": {"SAME": {"006075": {"lon": -122.42, "lat": 37.77}}}}
@@ -191,7 +193,7 @@ def test_mapping_is_strict_with_did_you_mean(tmp_path: Path) -> None:
         load_cap_mapping(bad)
     assert "did you mean 'trust_anchors'" in str(caught.value)
     bad.write_text('[source]\nsystem = "x"\n[signatures]\ntrust_anchors = "absent.pem"\n')
-    with pytest.raises(CapMappingError, match="absent.pem"):
+    with pytest.raises(CapMappingError, match=r"absent\.pem"):
         load_cap_mapping(bad)
 
 
@@ -202,13 +204,15 @@ def test_hostile_documents_read_no_file_and_reach_no_server(tmp_path: Path) -> N
         hostile = [
             f'<?xml version="1.0"?>\n<?xml-stylesheet type="text/xsl" href="{server.url}/xsl"?>\n'
             f'<!DOCTYPE alert SYSTEM "{server.url}/dtd" [\n'
-            f'  <!ENTITY xxe SYSTEM "file://{secret}">\n  <!ENTITY % remote SYSTEM "{server.url}/pe">\n  %remote;\n]>\n'
+            f'  <!ENTITY xxe SYSTEM "file://{secret}">\n'
+            f'  <!ENTITY % remote SYSTEM "{server.url}/pe">\n  %remote;\n]>\n'
             + alert_xml("h1", infos=[info_xml(event="Fire &xxe;")]).split("\n", 1)[1],
             # No DOCTYPE: an XInclude of the file and of the server, never processed.
             alert_xml("h2").replace(
                 "<scope>Public</scope>",
                 '<scope>Public</scope><x xmlns:xi="http://www.w3.org/2001/XInclude">'
-                f'<xi:include href="file://{secret}" parse="text"/><xi:include href="{server.url}/xi"/></x>',
+                f'<xi:include href="file://{secret}" parse="text"/>'
+                f'<xi:include href="{server.url}/xi"/></x>',
             ),
         ]
         folder = tmp_path / "drop"
@@ -255,7 +259,8 @@ def test_feed_conditional_get_and_links(tmp_path: Path) -> None:
     with recording_server() as server:
         feed = (
             '<feed xmlns="http://www.w3.org/2005/Atom"><title>t</title>'
-            f'<entry><id>1</id><link href="{server.url}/a1.cap" type="application/cap+xml"/></entry>'
+            f'<entry><id>1</id><link href="{server.url}/a1.cap"'
+            ' type="application/cap+xml"/></entry>'
             '<entry><id>2</id><link href="file:///etc/passwd"/></entry>'
             f'<entry><id>3</id><link href="/a2.cap"/></entry></feed>'
         ).encode()
