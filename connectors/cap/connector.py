@@ -131,20 +131,31 @@ class CapRun:
                 event = self._one(doc, item, report, rejects)
                 if event is None:
                     continue
-                key = str(event.event_id)
-                if cursor is not None and cursor.alerts_seen.get(key) == str(event.observed_at):
-                    report.rows_read -= 1  # read before: not this run's row
-                    report.notes["alert already sent"] += 1
-                    continue
-                if key in events:
-                    report.notes["same alert twice in this run"] += 1
-                events[key] = event
-                if cursor is not None:
-                    cursor.alerts_seen[key] = str(event.observed_at)
+                self._keep(event, events, report, cursor)
         report.rejected += len(rejects)
         report.reasons.update(r.reason for r in rejects)
         self._write_rejects(rejects)
         return list(events.values())
+
+    @staticmethod
+    def _keep(
+        event: Event, events: dict[str, Event], report: ConnectorReport, cursor: CapCursor | None
+    ) -> None:
+        """Keep a converted alert unless this run or (with a cursor) an earlier one has it;
+        those are not rows of this run, only notes."""
+        key = str(event.event_id)
+        if key in events:  # e.g. in an envelope and in a file of its own
+            report.rows_read -= 1
+            report.notes["same alert twice in this run"] += 1
+            return
+        if cursor is not None:
+            if cursor.alerts_seen.get(key) == str(event.observed_at):
+                report.rows_read -= 1
+                report.notes["alert already sent"] += 1
+                return
+            cursor.alerts_seen[key] = str(event.observed_at)
+        events[key] = event
+        report.unassigned += event.community_id is None
 
     def _one(
         self, doc: Document, item: Found, report: ConnectorReport, rejects: list[Reject]
@@ -163,7 +174,6 @@ class CapRun:
             rejects.append(Reject(report.rows_read, values, exc.reason, exc.detail))
             return None
         report.notes.update(converted.notes)
-        report.unassigned += converted.event.community_id is None
         return converted.event
 
     def _write_rejects(self, rejects: list[Reject]) -> None:
