@@ -14,7 +14,13 @@ from connectors.cap.connector import CapRun
 from connectors.cap.convert import AlertConverter, AlertReject, cap_event_id
 from connectors.cap.geometry import EARTH_RADIUS_KM
 from connectors.cap.mapping import CapMappingError, load_cap_mapping
-from connectors.cap.source import CapCursor, FeedPoller, entry_links, folder_documents
+from connectors.cap.source import (
+    CapCursor,
+    FeedPoller,
+    entry_links,
+    folder_documents,
+    mark_done,
+)
 from connectors.cap.xmldoc import DocumentError, alerts_in, parse
 from connectors.report import ConnectorReport
 from connectors.run import RunOptions
@@ -246,8 +252,7 @@ def test_folder_reads_each_file_once(tmp_path: Path) -> None:
     docs = list(folder_documents(folder, cursor))
     assert [Path(d.name).name for d in docs] == ["a.cap"]
     for d in docs:
-        name, _, digest = d.key.partition("\x1f")
-        cursor.files_seen[name] = digest
+        mark_done(cursor, d)
     cursor.save(tmp_path / "c.json")
     again = CapCursor.load(tmp_path / "c.json")
     assert list(folder_documents(folder, again)) == []
@@ -280,7 +285,20 @@ def test_feed_conditional_get_and_links(tmp_path: Path) -> None:
             first = list(FeedPoller(client, cursor).poll(f"{server.url}/feed"))
             assert [d.name.rsplit("/", 1)[-1] for d in first] == ["feed", "a1.cap", "a2.cap"]
             assert cursor.feeds[f"{server.url}/feed"]["etag"] == '"v1"'
+            for doc in first:
+                mark_done(cursor, doc)
             again = list(FeedPoller(client, cursor).poll(f"{server.url}/feed"))
-        assert again == []  # 304: nothing fetched but the feed
-        assert server.hits[-1][0] == "/feed" and server.hits[-1][1].get("If-None-Match") == '"v1"'
+            assert again == []  # 304: nothing fetched but the feed
+            assert server.hits[-1] == ("/feed", server.hits[-1][1])
+            assert server.hits[-1][1].get("If-None-Match") == '"v1"'
+            # The feed changes: one new entry; the alerts it still lists are not fetched again.
+            newer = feed.replace(
+                b"</feed>", b'<entry><id>4</id><link href="/a3.cap"/></entry></feed>'
+            )
+            server.routes["/feed"] = (200, {"ETag": '"v2"'}, newer)
+            server.routes["/a3.cap"] = (200, {}, alert_xml("feed3").encode())
+            hits = len(server.hits)
+            third = list(FeedPoller(client, cursor).poll(f"{server.url}/feed"))
+        assert [d.name.rsplit("/", 1)[-1] for d in third] == ["feed", "a3.cap"]
+        assert [path for path, _ in server.hits[hits:]] == ["/feed", "/a3.cap"]
         assert not any("passwd" in path for path, _ in server.hits)

@@ -23,7 +23,7 @@ from hub.cli.main import app
 from hub.settings import Settings, get_settings
 from hub.store.db import connect
 from schemas.event import parse_event
-from tests.cap_helpers import CAP_DATA, alert_xml, area_xml, info_xml, mapping
+from tests.cap_helpers import CAP_DATA, alert_xml, area_xml, info_xml, mapping, recording_server
 from tests.fusion_helpers import consume_all, fusion_stats, running_worker, wait_until
 from tests.test_cap_connector import EXPECTED, SHIPPED
 from tests.test_incidents import incidents_of
@@ -40,7 +40,10 @@ def cli_env(hub_settings: Settings, tmp_path: Path) -> Iterator[dict[str, str]]:
 
 def _cli(args: list[str], env: dict[str, str]) -> tuple[int, dict[str, Any]]:
     get_settings.cache_clear()
-    result = CliRunner().invoke(app, args, env=env)
+    try:
+        result = CliRunner().invoke(app, args, env=env)
+    finally:
+        get_settings.cache_clear()
     lines = result.stdout.strip().splitlines()
     return result.exit_code, (json.loads(lines[-1]) if lines else {})
 
@@ -156,3 +159,22 @@ def test_cap_alerts_land_as_incidents(
     kinds = {r[0]: (r[1], r[2]) for r in rows}
     assert kinds[ids["gas-1"]] == ("alert", "Bernal Heights")
     assert kinds[ids["drill-1"]][1] == "Chinatown"
+
+
+def test_feed_url_through_the_cli(hub_settings: Settings, cli_env: dict[str, str]) -> None:
+    atom = (CAP_DATA / "feeds" / "canada_signed.atom").read_bytes()  # one embedded alert
+    with recording_server() as server:
+        server.routes["/naads.atom"] = (200, {"ETag": '"n1"'}, atom)
+        args = ["connector", "run", "cap", f"{server.url}/naads.atom", "-m", str(SHIPPED), "--json"]
+        code, report = _cli(args, cli_env)
+        assert code == 0 and report["events_produced"] == 1 and report["rejected"] == 0
+        code, again = _cli(args, cli_env)  # unchanged: the conditional GET answers 304
+        assert code == 0 and again["rows_read"] == 0
+        assert [h[1].get("If-None-Match") for h in server.hits] == [None, '"n1"']
+        code, _ = _cli(
+            ["connector", "run", "cap", f"{server.url}/gone", "-m", str(SHIPPED)], cli_env
+        )
+    assert code == 2  # HTTP 404: the source cannot be read
+    (message,) = consume_all(hub_settings, hub_settings.events_topic, 1)
+    event = parse_event(message.value)
+    assert event.event_type == "snowfall" and event.properties["cap"]["found_in"] == "feed alert 1"

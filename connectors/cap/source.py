@@ -22,7 +22,7 @@ import httpx
 from connectors.cap.xmldoc import ATOM, MAX_BYTES, DocumentError, parse
 from hub.errors import InvalidInput
 
-MAX_ALERTS_SEEN = 100_000  # oldest forgotten first; fusion's event_id check is the second wall
+MAX_ALERTS_SEEN = 100_000  # alerts (and feed links) remembered
 MAX_LINKS = 500  # alerts fetched per feed poll
 CAP_TYPES = ("application/cap+xml", "application/common-alerting-protocol+xml")
 
@@ -43,6 +43,7 @@ class CapCursor:
     files_seen: dict[str, str] = field(default_factory=dict)  # file name -> sha256
     alerts_seen: dict[str, str] = field(default_factory=dict)  # event_id -> sent
     feeds: dict[str, dict[str, str]] = field(default_factory=dict)  # url -> etag, last_modified
+    links_seen: dict[str, str] = field(default_factory=dict)  # alert URL of a feed -> ""
 
     @classmethod
     def load(cls, path: Path) -> CapCursor:
@@ -52,12 +53,13 @@ class CapCursor:
             return cls()
         except (OSError, ValueError) as exc:
             raise CapSourceError(f"{path}: unreadable cursor ({exc})") from exc
-        return cls(**{k: data.get(k, {}) for k in ("files_seen", "alerts_seen", "feeds")})
+        keys = ("files_seen", "alerts_seen", "feeds", "links_seen")
+        return cls(**{k: data.get(k, {}) for k in keys})
 
     def save(self, path: Path) -> None:
-        if len(self.alerts_seen) > MAX_ALERTS_SEEN:
-            keep = list(self.alerts_seen.items())[-MAX_ALERTS_SEEN:]
-            self.alerts_seen = dict(keep)
+        # Bounded, oldest forgotten first: fusion's event_id check is the second wall.
+        self.alerts_seen = dict(list(self.alerts_seen.items())[-MAX_ALERTS_SEEN:])
+        self.links_seen = dict(list(self.links_seen.items())[-MAX_ALERTS_SEEN:])
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         with tmp.open("w", encoding="utf-8") as f:
@@ -94,13 +96,17 @@ def folder_documents(folder: Path, cursor: CapCursor) -> Iterator[Document]:
         doc = read_file(path)
         digest = hashlib.sha256(doc.data).hexdigest()
         if cursor.files_seen.get(path.name) != digest:
-            yield Document(doc.name, doc.data, f"{path.name}\x1f{digest}")
+            yield Document(doc.name, doc.data, f"file:{path.name}\x1f{digest}")
 
 
 def mark_done(cursor: CapCursor, doc: Document) -> None:
-    if doc.key:
-        name, _, digest = doc.key.partition("\x1f")
+    """Record a document as read (once its events are safe in the outbox)."""
+    kind, _, rest = doc.key.partition(":")
+    if kind == "file":
+        name, _, digest = rest.partition("\x1f")
         cursor.files_seen[name] = digest
+    elif kind == "link":
+        cursor.links_seen[rest] = ""
 
 
 class FeedPoller:
@@ -129,8 +135,10 @@ class FeedPoller:
             links = entry_links(feed.data, url)
         except DocumentError:
             return  # the feed document itself is reported as unusable by the caller
-        for link in links[:MAX_LINKS]:
-            yield Document(link, self._get(link, {"Accept": ", ".join(CAP_TYPES)}).content)
+        fresh = [u for u in links if u not in self.cursor.links_seen][:MAX_LINKS]
+        for link in fresh:  # an alert a feed still lists is not fetched again
+            data = self._get(link, {"Accept": ", ".join(CAP_TYPES)}).content
+            yield Document(link, data, f"link:{link}")
 
     def _get(self, url: str, headers: dict[str, str]) -> httpx.Response:
         try:

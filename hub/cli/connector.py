@@ -77,7 +77,7 @@ def run(
         connector = load_connector(kind).from_mapping_file(mapping, ConnectorSettings())
         index = _load_polygons(communities, id_field)
         source: Path | str = file if "://" in file else Path(file)
-        with _progress(err, Path(file)) as advance:
+        with _progress(err, Path(file), count_lines=kind == "csv") as advance:
             options = RunOptions(index, rejects, outbox, max_wait, on_progress=advance)
             report = connector.run(source, options)
     except (HubError, OSError) as exc:  # OSError: the rejects file, the outbox directory
@@ -103,9 +103,12 @@ def _load_polygons(path: Path | None, id_field: str | None) -> CommunityIndex | 
 
 
 @contextmanager
-def _progress(console: Console, path: Path) -> Iterator[Callable[[int], None]]:
-    """A progress bar on stderr; yields a callback taking the rows read so far."""
-    total = _estimate_rows(path)
+def _progress(
+    console: Console, path: Path, *, count_lines: bool
+) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr; yields a callback taking the rows read so far (the total
+    estimated from the lines of a CSV file; other sources have none)."""
+    total = _estimate_rows(path) if count_lines else None
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
