@@ -9,10 +9,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connectors.cap.connector import CapRun
 from connectors.cap.convert import AlertConverter, AlertReject, cap_event_id
-from connectors.cap.geometry import EARTH_RADIUS_KM
+from connectors.cap.geometry import EARTH_RADIUS_KM, circle_ring
+from connectors.cap.geometry import polygon as cap_polygon
 from connectors.cap.mapping import CapMappingError, load_cap_mapping
 from connectors.cap.source import (
     CapCursor,
@@ -302,3 +305,32 @@ def test_feed_conditional_get_and_links(tmp_path: Path) -> None:
         assert [d.name.rsplit("/", 1)[-1] for d in third] == ["feed", "a3.cap"]
         assert [path for path, _ in server.hits[hits:]] == ["/feed", "/a3.cap"]
         assert not any("passwd" in path for path, _ in server.hits)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lat=st.floats(-80, 80),
+    lon=st.floats(-180, 180),
+    radius=st.floats(0.01, 500),
+    segments=st.integers(8, 64),
+)
+def test_circle_ring_vertices_lie_on_the_circle(
+    lat: float, lon: float, radius: float, segments: int
+) -> None:
+    ring = circle_ring((lon, lat), radius, segments)
+    assert len(ring) == segments + 1 and ring[0] == ring[-1]
+    for x, y in ring:
+        assert -180 <= x <= 180 and -90 <= y <= 90
+        assert abs(_km((lon, lat), (x, y)) - radius) < 1e-3 * radius + 1e-3
+
+
+@given(
+    pairs=st.lists(
+        st.tuples(st.floats(-90, 90), st.floats(-180, 180)), min_size=3, max_size=12, unique=True
+    )
+)
+def test_cap_polygons_swap_to_lon_lat_and_close(pairs: list[tuple[float, float]]) -> None:
+    text = " ".join(f"{lat!r},{lon!r}" for lat, lon in pairs)
+    ring = cap_polygon(text)
+    assert ring[: len(pairs)] == [(lon, lat) for lat, lon in pairs]
+    assert ring[0] == ring[-1]

@@ -12,6 +12,7 @@ reason (and written to ``--rejects``), never sent. Events pass through the durab
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
@@ -40,6 +41,8 @@ from connectors.run import RunOptions
 from connectors.settings import ConnectorSettings
 from connectors.ship import ship
 from schemas.event import Event
+
+log = logging.getLogger(__name__)
 
 REJECT_COLUMNS = ["document", "found_in", "identifier", "sender"]
 
@@ -134,6 +137,15 @@ class CapRun:
                 self._keep(event, events, report, cursor)
         report.rejected += len(rejects)
         report.reasons.update(r.reason for r in rejects)
+        for r in rejects:
+            log.info(
+                "cap alert rejected",
+                extra={
+                    "document": r.values.get("document"),
+                    "reason": r.reason,
+                    "detail": r.detail,
+                },
+            )
         self._write_rejects(rejects)
         return list(events.values())
 

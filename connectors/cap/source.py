@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -21,6 +22,8 @@ import httpx
 
 from connectors.cap.xmldoc import ATOM, MAX_BYTES, DocumentError, parse
 from hub.errors import InvalidInput
+
+log = logging.getLogger(__name__)
 
 MAX_ALERTS_SEEN = 100_000  # alerts (and feed links) remembered
 MAX_LINKS = 500  # alerts fetched per feed poll
@@ -125,7 +128,8 @@ class FeedPoller:
             headers["If-Modified-Since"] = state["last_modified"]
         response = self._get(url, headers)
         if response.status_code == 304:
-            return  # unchanged since the last poll
+            log.debug("cap feed unchanged", extra={"url": url})
+            return
         for header, key in (("ETag", "etag"), ("Last-Modified", "last_modified")):
             if response.headers.get(header):
                 state[key] = response.headers[header]

@@ -41,7 +41,9 @@ def run(
         help="TOML mapping (csv: columns; cap: event types, geocodes, trust anchors).",
     ),
     rejects: Path | None = typer.Option(
-        None, help="Write rejected rows here (CSV: original columns + _row, _reason)."
+        None,
+        help="Write rejected rows here (CSV: original columns + _row, _reason; "
+        "cap: document, found_in, identifier, sender + _row, _reason).",
     ),
     communities: Path | None = typer.Option(
         None,
