@@ -175,6 +175,11 @@ def test_feed_url_through_the_cli(hub_settings: Settings, cli_env: dict[str, str
             ["connector", "run", "cap", f"{server.url}/gone", "-m", str(SHIPPED)], cli_env
         )
     assert code == 2  # HTTP 404: the source cannot be read
-    (message,) = consume_all(hub_settings, hub_settings.events_topic, 1)
-    event = parse_event(message.value)
-    assert event.event_type == "snowfall" and event.properties["cap"]["found_in"] == "feed alert 1"
+    single = ["connector", "run", "cap", str(CAP_DATA / "valid" / "thunderstorm.cap")]
+    code, report = _cli([*single, "-m", str(SHIPPED), "--json"], cli_env)
+    assert code == 0 and report["events_produced"] == 1  # one file: read without a cursor
+    messages = consume_all(hub_settings, hub_settings.events_topic, 2)
+    events = sorted((parse_event(m.value) for m in messages), key=lambda e: e.event_type)
+    assert [e.event_type for e in events] == ["severe_thunderstorm", "snowfall"]
+    assert events[0].geometry.type == "Polygon" and events[0].severity == "Severe"
+    assert events[1].properties["cap"]["found_in"] == "feed alert 1"
