@@ -6,6 +6,8 @@ The programmatic entry points:
   ``settings`` a ``ConnectorSettings`` (the broker, topic, reporter key, state directory).
 - ``convert_rows(rows, mapping, ...) -> Conversion``: the pure row -> event conversion.
 - ``load_mapping(path) -> Mapping``: a TOML column mapping (every key: ``connectors.mapping``).
+- ``connectors.cap``: the ``cap`` kind (CAP alerts from a file, a drop folder or a feed;
+  ``CapRun(...).poll(source, report)`` is what a long-running caller loops over).
 """
 
 from connectors.csv_source import Conversion, Reject, SourceError, convert_rows, event_id_for
