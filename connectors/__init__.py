@@ -8,6 +8,8 @@ The programmatic entry points:
 - ``load_mapping(path) -> Mapping``: a TOML column mapping (every key: ``connectors.mapping``).
 - ``connectors.registry.load_connector(kind)``: the kinds ``csv``, ``xlsx`` (``sheet_source``)
   and ``sql`` (``sql_source``); the last two are incremental (``changes``, ``cursor``).
+- ``connectors.cap``: the ``cap`` kind (CAP alerts from a file, a drop folder or a feed;
+  ``CapRun(...).poll(source, report)`` is what a long-running caller loops over).
 """
 
 from connectors.csv_source import Conversion, Reject, SourceError, convert_rows, event_id_for

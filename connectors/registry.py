@@ -6,6 +6,9 @@ file's path; for ``sql`` a SQLAlchemy URL, or None for the mapping's ``[sql] url
 
     connector = load_connector("csv").from_mapping_file(Path("m.toml"), settings)
     report = connector.run("data.csv", RunOptions(...))
+
+``source`` is a path, or for kinds that read from the network (``sql`` URLs, ``cap`` feeds)
+a URL string.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ CONNECTORS: dict[str, str] = {
     "csv": "connectors.csv_connector:CsvConnector",
     "xlsx": "connectors.xlsx_connector:XlsxConnector",
     "sql": "connectors.sql_connector:SqlConnector",
+    "cap": "connectors.cap.connector:CapConnector",
 }
 
 

@@ -13,14 +13,13 @@ Events an earlier run left behind are sent first.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from connectors.changes import ChangeTracker
+from connectors.changes import ChangeTracker, Sifted
 from connectors.csv_source import (
     Conversion,
     RejectsWriter,
@@ -32,13 +31,11 @@ from connectors.csv_source import (
 from connectors.cursor import CursorStore, default_cursor_path
 from connectors.mapping import Mapping
 from connectors.outbox import Outbox, default_outbox_path
-from connectors.publisher import Publisher
 from connectors.report import ConnectorReport
 from connectors.settings import ConnectorSettings
+from connectors.ship import Shipment
 from geo.assign import CommunityIndex
-from geo.tiles import event_key
 from hub.errors import ConfigError
-from schemas.event import Event
 
 CHUNK_ROWS = 20_000  # rows converted, committed to the outbox and sent together
 
@@ -177,40 +174,31 @@ class SourceRun:
             reporter_key=self.reporter_key,
             kind=self.kind,
         )
-        publisher = Publisher(self.settings, outbox, max_wait=self.options.max_wait)
+        shipment = Shipment(self.settings, outbox, report, self.options.max_wait)
         try:
-            acked_before = outbox.acked()
-            publisher.start()
-            # Events an earlier run left pending and start() just delivered: when this file
-            # holds them too they are this run's events, already in Kafka; not sent twice.
-            sent_first = outbox.acked_ids(acked_before, publisher.boundary)
             for chunk in chunks(rows, self.options.chunk_rows):
                 conv = self._convert(converter, chunk, report, rejects)
                 events = conv.events
+                on_durable = None
                 if tracker is not None:
                     sifted = tracker.sift(chunk, conv)
                     events = sifted.events
                     report.unchanged += sifted.unchanged
                     report.changed += sifted.changed
+                    on_durable = self._saver(tracker, sifted)
                 report.unassigned += sum(e.community_id is None for e in events)
-                fresh = [e for e in events if e.event_id.bytes not in sent_first]
-                report.events_produced += len(events) - len(fresh)
-                publisher.submit(outbox.put(self._records(fresh)))
-                if tracker is not None:  # after the outbox commit: see connectors.cursor
-                    tracker.save(sifted, self.source.position())
+                # the cursor is saved only once the events are in the outbox (connectors.cursor)
+                shipment.submit(events, on_durable)
                 if self.options.on_progress is not None:
                     self.options.on_progress(report.rows_read)
-            publisher.drain()
+            shipment.finish()
         finally:
-            publisher.close()
-        report.earlier_delivered = publisher.acked.old - report.events_produced
-        report.events_produced += publisher.acked.new
-        report.pending = outbox.count()
-        report.broker_error = None if report.delivered else publisher.last_error
+            shipment.close()
 
-    def _records(self, events: list[Event]) -> Iterator[tuple[uuid.UUID, bytes, bytes]]:
-        zoom = self.settings.tile_zoom
-        return ((e.event_id, event_key(e, zoom), e.to_json()) for e in events)
+    def _saver(self, tracker: ChangeTracker, sifted: Sifted) -> Callable[[], None]:
+        """Saves the cursor where this chunk ends (called once its events are durable)."""
+        position = self.source.position()
+        return lambda: tracker.save(sifted, position)
 
     def _convert(
         self,

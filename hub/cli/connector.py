@@ -28,15 +28,23 @@ EXIT_UNUSABLE = 2  # file, mapping or polygons cannot be read
 
 @app.command()
 def run(
-    kind: str = typer.Argument(..., help="Connector kind (known: csv, xlsx, sql)."),
+    kind: str = typer.Argument(..., help="Connector kind (known: csv, xlsx, sql, cap)."),
     source: str | None = typer.Argument(
         None,
-        help="The source: a CSV file (csv), an .xlsx/.ods workbook (xlsx), or a SQLAlchemy URL "
-        "(sql; default: the mapping's \\[sql] url).",
+        help="The source: a CSV file (csv), an .xlsx/.ods workbook (xlsx), a SQLAlchemy URL "
+        "(sql; default: the mapping's \\[sql] url), or a CAP file, a drop folder or an http(s) "
+        "Atom/RSS feed URL (cap).",
     ),
-    mapping: Path = typer.Option(..., "--mapping", "-m", help="TOML column mapping."),
+    mapping: Path = typer.Option(
+        ...,
+        "--mapping",
+        "-m",
+        help="TOML mapping (csv, xlsx, sql: columns; cap: event types, geocodes, trust anchors).",
+    ),
     rejects: Path | None = typer.Option(
-        None, help="Write rejected rows here (CSV: original columns + _row, _reason)."
+        None,
+        help="Write rejected rows here (CSV: original columns + _row, _reason; "
+        "cap: document, found_in, identifier, sender + _row, _reason).",
     ),
     communities: Path | None = typer.Option(
         None,
@@ -56,10 +64,13 @@ def run(
 ) -> None:
     """Publish every usable row of SOURCE as an event; report and optionally write the rejects.
 
-    Rows without usable coordinates or time are not sent: they are counted with their reason.
+    Rows without usable coordinates or time are not sent: they are counted with their reason
+    (for cap: each alert is a row; one that cannot become an event is rejected with a reason
+    naming the CAP element or rule).
 
     xlsx and sql keep a cursor in the state directory: a second run sends only rows that are
-    new or changed (a changed row as a new event that refs the one it updates).
+    new or changed (a changed row as a new event that refs the one it updates); cap remembers
+    the files, alerts and feed entries it has read.
 
     Events pass through a durable outbox, so a broker outage loses nothing: the next run sends
     what is pending first. Exit 0 on success (even with rejects), 1 when events are left in the

@@ -126,7 +126,7 @@ def hulls(rows: pl.DataFrame) -> pl.Series:
         .unique(["k", "lon", "lat"], maintain_order=True)
     )
     if points.height == 0:
-        return pl.Series("geom", out, dtype=pl.String)
+        return pl.Series("geom", out.tolist(), dtype=pl.String)
     distinct = points.group_by("k", maintain_order=True).len()
     one = distinct.filter(pl.col("len") == 1)["k"]
     if one.len():
@@ -139,7 +139,9 @@ def hulls(rows: pl.DataFrame) -> pl.Series:
         out[ks] = shapely.to_wkb(
             shapely.convex_hull(shapely.multipoints(xy, indices=which)), hex=True
         )
-    return pl.Series("geom", out, dtype=pl.String)
+    # A list, not the object array: polars cannot cast an object array whose first value is
+    # None (an incident of polygons, e.g. CAP alerts, before one of points) to String.
+    return pl.Series("geom", out.tolist(), dtype=pl.String)
 
 
 def point_wkb(lon: pl.Series, lat: pl.Series) -> list[str]:
