@@ -104,5 +104,5 @@ def test_the_kinds_are_registered() -> None:
     from connectors.sql_connector import SqlConnector
     from connectors.xlsx_connector import XlsxConnector
 
-    assert kinds() == ["csv", "sql", "xlsx"]
+    assert kinds() == ["cap", "csv", "sql", "xlsx"]
     assert load_connector("xlsx") is XlsxConnector and load_connector("sql") is SqlConnector

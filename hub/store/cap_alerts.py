@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 from sqlmodel import SQLModel
 
-from hub.store import models  # noqa: F401  (registers the tables in SQLModel.metadata)
+from hub.store import change_models  # noqa: F401  (registers cap_alert in SQLModel.metadata)
 from hub.store.incident_queries import ALIAS, INCIDENT
 from hub.store.reach import ALL_INCIDENTS, IncidentReach
 

@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement, Row, Table, and_, any_, func, literal, or_
 from sqlalchemy.orm import Session
 from sqlmodel import SQLModel
 
+from hub.store import change_models  # noqa: F401  (registers picture_change in SQLModel.metadata)
 from hub.store.incident_queries import INCIDENT, IncidentFilter, list_incidents
 from hub.store.queries import BBox, in_bbox
 from hub.store.reach import IncidentReach, RowReach
