@@ -194,6 +194,23 @@ def test_update_and_cancel_by_refs(
     assert found[first["event_id"]]["reports"] == 2
 
 
+def test_a_cancel_in_the_batch_of_its_report(
+    hub_settings: Settings, sf_communities: list[str], border: Any
+) -> None:
+    """The picture does not depend on where batches are cut: a cancel that arrives together
+    with the report it cancels withdraws it, as one in a later batch does."""
+    west, _ = border
+    kept = report(west, WEST, reporter="ivan")
+    gone = report(west, WEST, reporter="judy", minutes=3)
+    cancel = report(west, WEST, reporter="judy", minutes=9, kind="cancel", refs=(gone["event_id"],))
+    run(hub_settings, [kept, gone, cancel])
+    found = incidents_of(hub_settings, [kept, gone])
+    assert found[gone["event_id"]]["cancelled"] and not found[kept["event_id"]]["cancelled"]
+    incident = found[kept["event_id"]]
+    assert incident["reports"] == 1 and incident["sources"] == 1
+    assert incident["verification"] == "reported"  # judy's withdrawn word corroborates nothing
+
+
 def test_drills_never_touch_real_incidents(
     hub_settings: Settings, sf_communities: list[str], border: Any
 ) -> None:

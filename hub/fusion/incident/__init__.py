@@ -13,6 +13,7 @@ Bottom to top (a module imports only those above it in this list, and ``hub.fusi
   benchmarks);
 - rows and SQL: ``report_rows`` (reports read from the batch and the store),
   ``incident_rows`` (incident rows written), ``decisions`` (operators' verifications and
-  splits), ``linking`` (what a batch changes), ``cache`` (neighbourhoods of recent batches);
+  splits), ``linking`` (what a batch changes), ``cache`` (neighbourhoods of recent batches),
+  ``stage_sql`` (the stage's plain SQL: timeline, merges, cancels, memberships);
 - ``stage``: ``IncidentStage``, the stage of fusion's batch transaction.
 """

@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import polars as pl
 import psycopg
-from psycopg.types.json import Jsonb
 
 from hub.fusion.incident.cache import NeighbourhoodCache
 from hub.fusion.incident.decisions import Decision, current_id, decisions_of
@@ -50,6 +48,13 @@ from hub.fusion.incident.report_rows import (
     as_reports,
     frame_rows,
     rows_of,
+)
+from hub.fusion.incident.stage_sql import (
+    CANCEL,
+    COPY_REPORTS,
+    MERGES,
+    MOVE_REPORTS,
+    timeline,
 )
 from hub.fusion.rules import Rules
 from hub.fusion.stages import Batch
@@ -155,8 +160,32 @@ class IncidentStage:
         else:
             return counts
         self._write(conn, linked, counts)
+        self._cancel_arrived(conn, batch, linked, counts)
         self._decide(conn, judged, counts)  # after the rebuild: a decision lands on the final ids
         return counts
+
+    def _cancel_arrived(
+        self,
+        conn: psycopg.Connection[Any],
+        batch: Batch | None,
+        linked: Linked,
+        counts: IncidentCounts,
+    ) -> None:
+        """Cancels of reports of this very batch (unmarked by the first pass: no membership
+        yet), applied now as a later batch would: the picture ignores where batches are cut."""
+        rows = _batch_rows(conn, batch)
+        targets = rows.filter(pl.col("kind") == "cancel")["refs"].explode().drop_nulls()
+        late = sorted(set(targets.to_list()) & linked.arrived)
+        if not late:
+            return
+        second = IncidentCounts()
+        reclustered = self._cancel(conn, late, second)
+        again = link(EMPTY_REPORTS, EMPTY_REPORTS, reclustered, set(second.touched), self.rules)
+        self._write(conn, again, second)
+        counts.cancelled += second.cancelled
+        counts.created += second.created
+        counts.touched |= second.touched
+        counts.vacated |= second.vacated
 
     def _link_batch(
         self, conn: psycopg.Connection[Any], batch: Batch | None, counts: IncidentCounts
@@ -164,9 +193,7 @@ class IncidentStage:
         """Without a plan: the batch's rows (from the frame or the store), cancels and splits
         applied, candidates read, correlation computed. None when only decisions were left
         (applied here)."""
-        rows = frame_rows(batch) if batch is not None else None
-        if rows is None:
-            rows = read_frame(conn, NEW_ROWS, {"kinds": list(REPORT_KINDS)}, NEW_SCHEMA)
+        rows = _batch_rows(conn, batch)
         new = as_reports(rows.filter(pl.col("kind").is_in(REPORT_KINDS)))
         cancels = rows.filter(pl.col("kind") == "cancel")["refs"].explode().drop_nulls()
         verdicts = rows.filter(pl.col("kind") == "verification")
@@ -219,10 +246,10 @@ class IncidentStage:
         partition again (a cancelled report may have been a seed or a bridge)."""
         if not ids:
             return EMPTY_REPORTS
-        hit = conn.execute(_CANCEL, (pg_array(ids),)).fetchall()
+        hit = conn.execute(CANCEL, (pg_array(ids),)).fetchall()
         counts.cancelled = len(hit)
         for incident, event_id, *_ in hit:
-            _timeline(conn, incident, "report_cancelled", event_id)
+            timeline(conn, incident, "report_cancelled", event_id)
         counts.touched.update(str(incident) for incident, *_ in hit)
         counts.vacated.update((status, cell) for *_, status, cell in hit if cell is not None)
         return self._live_members(conn, sorted({str(c) for _, _, c, *_ in hit}))
@@ -245,7 +272,7 @@ class IncidentStage:
                     "split of %s from %s: not a member; ignored", d.report_id, d.incident_id
                 )
                 continue
-            _timeline(conn, current, "report_split", d.report_id, d.detail())
+            timeline(conn, current, "report_split", d.report_id, d.detail())
             incidents.append(str(current))
             components.append(str(pinned[0]))
         counts.touched.update(incidents)
@@ -275,7 +302,7 @@ class IncidentStage:
                 " WHERE id = %s",
                 (d.decision, d.by, d.at, d.reason, current),
             )
-            _timeline(conn, current, d.decision, d.event_id, d.detail())
+            timeline(conn, current, d.decision, d.event_id, d.detail())
             counts.touched.add(str(current))
 
     def _candidates(
@@ -309,7 +336,7 @@ class IncidentStage:
             return
         merges = sorted(moves.items())
         params = {"old": pg_array(o for o, _ in merges), "new": pg_array(n for _, n in merges)}
-        for statement in _MERGES:
+        for statement in MERGES:
             conn.execute(statement, params)
         counts.merged += len(merges)
         conn.execute("DELETE FROM incident WHERE id = ANY(%s::uuid[])", (pg_array(sorted(moves)),))
@@ -321,14 +348,14 @@ class IncidentStage:
         with conn.cursor() as cur:
             copy_frame(
                 cur,
-                _COPY_REPORTS,
+                COPY_REPORTS,
                 joined.select("event_id", "incident", "status", "event_type", "observed_at",
                               "pinned", "component", "lon", "lat"),
             )  # fmt: skip
             moved = linked.moved
             if moved.height:
                 cur.execute(
-                    _MOVE_REPORTS,
+                    MOVE_REPORTS,
                     {c: pg_array(moved[c]) for c in ("event_id", "incident", "component")},
                 )
 
@@ -343,6 +370,14 @@ class IncidentStage:
             )
         rows = linked.fresh
         return write_rows(conn, rows) if rows.height else 0
+
+
+def _batch_rows(conn: psycopg.Connection[Any], batch: Batch | None) -> pl.DataFrame:
+    """The batch's new rows: from its frame, or read back from the store."""
+    rows = frame_rows(batch) if batch is not None else None
+    if rows is None:
+        rows = read_frame(conn, NEW_ROWS, {"kinds": list(REPORT_KINDS)}, NEW_SCHEMA)
+    return rows
 
 
 def _stored_ids(conn: psycopg.Connection[Any], rows: pl.DataFrame) -> list[str]:
@@ -362,64 +397,3 @@ def _planned_for(linked: Linked, batch: Batch | None) -> bool:
     inserted = batch.frame.filter(pl.col("kind").is_in(ROW_KINDS))["event_id"]
     ids = linked.batch_ids
     return inserted.len() == len(ids) and bool(inserted.is_in(list(ids)).all())
-
-
-# --- SQL helpers ------------------------------------------------------------------------------
-
-
-def _timeline(
-    conn: psycopg.Connection[Any],
-    incident: uuid.UUID | str,
-    what: str,
-    event_id: uuid.UUID | None = None,
-    detail: dict[str, Any] | None = None,
-) -> None:
-    conn.execute(
-        "INSERT INTO incident_timeline (incident_id, at, what, event_id, detail)"
-        " VALUES (%s, coalesce((SELECT observed_at FROM event WHERE event_id = %s), now()),"
-        " %s, %s, %s)",
-        (incident, event_id, what, event_id, Jsonb(detail or {})),
-    )
-
-
-# Incidents merged into others (``%(old)s`` -> ``%(new)s``, by old id): members, timeline and
-# aliases follow, the old id becomes an alias, a decision on the merged-away incident survives
-# when the survivor has none (the first such, by old id), and the timeline records the merge.
-_MOVES = "SELECT * FROM unnest(%(old)s::uuid[], %(new)s::uuid[]) AS m(old, new)"
-_MERGES = (
-    f"UPDATE incident_timeline t SET incident_id = m.new FROM ({_MOVES}) m"
-    " WHERE t.incident_id = m.old",
-    f"UPDATE incident_alias a SET incident_id = m.new FROM ({_MOVES}) m"
-    " WHERE a.incident_id = m.old",
-    f"INSERT INTO incident_alias (alias, incident_id) SELECT old, new FROM ({_MOVES}) m"
-    " ORDER BY old ON CONFLICT (alias) DO UPDATE SET incident_id = EXCLUDED.incident_id",
-    f"""UPDATE incident n SET verification = o.verification, decided_by = o.decided_by,
-        decided_at = o.decided_at, decision_reason = o.decision_reason
-    FROM (SELECT DISTINCT ON (m.new) m.new, i.* FROM ({_MOVES}) m
-          JOIN incident i ON i.id = m.old WHERE i.decided_at IS NOT NULL
-          ORDER BY m.new, m.old) o
-    WHERE n.id = o.new AND n.decided_at IS NULL""",
-    "INSERT INTO incident_timeline (incident_id, at, what, event_id, detail)"
-    f" SELECT new, now(), 'merged', NULL, jsonb_build_object('from', old::text) FROM ({_MOVES}) m"
-    " ORDER BY old",
-)
-
-# The reports cancelled, with where they were (the grid cells that may have lost an incident).
-_CANCEL = """
-UPDATE incident_report r SET cancelled = true FROM event e
-WHERE r.event_id = ANY(%s::uuid[]) AND NOT r.cancelled AND e.event_id = r.event_id
-RETURNING r.incident_id, r.event_id, r.component_id, e.status, e.grid_cell
-"""
-
-# status, event_type and observed_at repeat the event's: the candidate search then reads one
-# narrow index of live reports (``IN_SPANS``) instead of the whole event history.
-_COPY_REPORTS = (
-    "COPY incident_report (event_id, incident_id, status, event_type, observed_at, pinned,"
-    " component_id, lon, lat) FROM STDIN (FORMAT csv)"
-)
-_MOVE_REPORTS = """
-UPDATE incident_report r SET incident_id = m.incident, component_id = m.component
-FROM unnest(%(event_id)s::uuid[], %(incident)s::uuid[], %(component)s::uuid[])
-    AS m(event_id, incident, component)
-WHERE r.event_id = m.event_id
-"""
