@@ -211,6 +211,28 @@ def test_a_cancel_in_the_batch_of_its_report(
     assert incident["verification"] == "reported"  # judy's withdrawn word corroborates nothing
 
 
+def test_a_cancel_sent_before_its_report(
+    hub_settings: Settings, sf_communities: list[str], border: Any
+) -> None:
+    """Out of order: the cancel arrives a batch before the report it cancels, which then
+    arrives already withdrawn (the picture is a function of the set of reports)."""
+    _, east = border
+    kept = report(east, EAST, reporter="kim")
+    gone = report(east, EAST, reporter="lee", minutes=2)
+    cancel = report(east, EAST, reporter="lee", minutes=8, kind="cancel", refs=(gone["event_id"],))
+    run(hub_settings, [cancel])
+    run(hub_settings, [kept, gone])
+    found = incidents_of(hub_settings, [kept, gone])
+    assert found[gone["event_id"]]["cancelled"] and not found[kept["event_id"]]["cancelled"]
+    assert found[kept["event_id"]]["reports"] == 1
+    assert found[kept["event_id"]]["verification"] == "reported"
+    with connect(hub_settings) as conn:  # nothing left waiting
+        waiting = conn.execute(
+            "SELECT count(*) FROM pending_cancel WHERE ref = %s", (gone["event_id"],)
+        ).fetchone()
+    assert waiting == (0,)
+
+
 def test_drills_never_touch_real_incidents(
     hub_settings: Settings, sf_communities: list[str], border: Any
 ) -> None:

@@ -230,6 +230,10 @@ _PICTURE_ROWS = (
     "INSERT INTO resource_balance SELECT c.id, 'test', 'policy_test', 'l', 'available', 1.0,"
     " gen_random_uuid(), now(), ST_PointOnSurface(c.geom), 1 FROM community c LIMIT 1"
     " ON CONFLICT DO NOTHING",
+    # an alert the API issued for some incident, and a cancel waiting for a report never sent
+    "INSERT INTO cap_alert (incident_id, revision, msg_type, sent, digest)"
+    " SELECT id, 1, 'Alert', now(), 'policy-test' FROM incident LIMIT 1 ON CONFLICT DO NOTHING",
+    "INSERT INTO pending_cancel SELECT gen_random_uuid(), event_id FROM event LIMIT 1",
 )
 
 

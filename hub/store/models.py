@@ -164,6 +164,19 @@ class EventRef(SQLModel, table=True):
     )
 
 
+class PendingCancel(SQLModel, table=True):
+    """A cancel that arrived before the report it cancels (migration 0014_pending_cancel)."""
+
+    __tablename__ = "pending_cancel"
+
+    ref: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), primary_key=True))
+    cancel_id: uuid.UUID = Field(
+        sa_column=Column(
+            UUID(as_uuid=True), ForeignKey("event.event_id", ondelete="CASCADE"), nullable=False
+        )
+    )
+
+
 class ConsumerOffset(SQLModel, table=True):
     """Next offset to read per partition, committed with the batch that consumed it."""
 

@@ -50,10 +50,13 @@ from hub.fusion.incident.report_rows import (
     rows_of,
 )
 from hub.fusion.incident.stage_sql import (
+    ANY_PENDING,
     CANCEL,
     COPY_REPORTS,
     MERGES,
     MOVE_REPORTS,
+    PEND_CANCELS,
+    TAKE_PENDING,
     timeline,
 )
 from hub.fusion.rules import Rules
@@ -151,33 +154,41 @@ class IncidentStage:
     def _apply(self, conn: psycopg.Connection[Any], batch: Batch | None) -> IncidentCounts:
         counts = IncidentCounts()
         judged: list[Decision]
+        targets: set[str] = set()  # what the batch's cancels cancel
         planned = batch.plans.get(self.name) if batch is not None else None
-        if isinstance(planned, Linked) and _planned_for(planned, batch):  # no decisions in it
+        if isinstance(planned, Linked) and _planned_for(planned, batch):  # no cancels in it
             linked, judged = planned, []
             counts.reports = len(linked.arrived)
         elif (found := self._link_batch(conn, batch, counts)) is not None:  # from the store
-            linked, judged = found
+            linked, judged, targets = found
         else:
             return counts
         self._write(conn, linked, counts)
-        self._cancel_arrived(conn, batch, linked, counts)
+        self._cancel_arrived(conn, linked, targets, counts)
         self._decide(conn, judged, counts)  # after the rebuild: a decision lands on the final ids
         return counts
 
     def _cancel_arrived(
         self,
         conn: psycopg.Connection[Any],
-        batch: Batch | None,
         linked: Linked,
+        targets: set[str],
         counts: IncidentCounts,
     ) -> None:
-        """Cancels of reports of this very batch (unmarked by the first pass: no membership
-        yet), applied now as a later batch would: the picture ignores where batches are cut."""
-        rows = _batch_rows(conn, batch)
-        targets = rows.filter(pl.col("kind") == "cancel")["refs"].explode().drop_nulls()
-        late = sorted(set(targets.to_list()) & linked.arrived)
-        if not late:
-            return
+        """Cancels of reports that had no membership when the first pass ran: of this very
+        batch (``targets``), or sent before their report (``pending_cancel``). Applied now, as
+        a later batch would: the picture depends on the set of reports, not on how they were
+        cut or ordered."""
+        late = targets & linked.arrived
+        if linked.arrived and conn.execute(ANY_PENDING).fetchone() == (True,):
+            taken = conn.execute(TAKE_PENDING, (pg_array(sorted(linked.arrived)),)).fetchall()
+            late |= {ref for (ref,) in taken}
+        if late:
+            self._cancel_again(conn, sorted(late), counts)
+
+    def _cancel_again(
+        self, conn: psycopg.Connection[Any], late: list[str], counts: IncidentCounts
+    ) -> None:
         second = IncidentCounts()
         reclustered = self._cancel(conn, late, second)
         again = link(EMPTY_REPORTS, EMPTY_REPORTS, reclustered, set(second.touched), self.rules)
@@ -189,13 +200,18 @@ class IncidentStage:
 
     def _link_batch(
         self, conn: psycopg.Connection[Any], batch: Batch | None, counts: IncidentCounts
-    ) -> tuple[Linked, list[Decision]] | None:
+    ) -> tuple[Linked, list[Decision], set[str]] | None:
         """Without a plan: the batch's rows (from the frame or the store), cancels and splits
         applied, candidates read, correlation computed. None when only decisions were left
         (applied here)."""
         rows = _batch_rows(conn, batch)
         new = as_reports(rows.filter(pl.col("kind").is_in(REPORT_KINDS)))
-        cancels = rows.filter(pl.col("kind") == "cancel")["refs"].explode().drop_nulls()
+        pairs = rows.filter(pl.col("kind") == "cancel").select("event_id", "refs")
+        pairs = pairs.explode("refs").drop_nulls()
+        cancels = pairs["refs"]
+        if pairs.height:  # a cancel whose report is not stored at all waits for it
+            params = {"refs": pg_array(cancels), "cancels": pg_array(pairs["event_id"])}
+            conn.execute(PEND_CANCELS, params)
         verdicts = rows.filter(pl.col("kind") == "verification")
         decisions = decisions_of(verdicts.to_dicts()) if verdicts.height else []
         reclustered = pl.concat(
@@ -210,7 +226,8 @@ class IncidentStage:
             return None  # (a cancel that emptied its neighbourhood goes on: it closes incidents)
         counts.reports = new.height
         stored = self._candidates(conn, new)  # from the store: cancels and splits changed it
-        return link(new, stored, reclustered, set(counts.touched), self.rules), judged
+        linked = link(new, stored, reclustered, set(counts.touched), self.rules)
+        return linked, judged, set(cancels.to_list())
 
     def _write(self, conn: psycopg.Connection[Any], linked: Linked, counts: IncidentCounts) -> None:
         started = time.perf_counter()

@@ -65,3 +65,13 @@ FROM unnest(%(event_id)s::uuid[], %(incident)s::uuid[], %(component)s::uuid[])
     AS m(event_id, incident, component)
 WHERE r.event_id = m.event_id
 """
+
+# Cancels whose report is not stored at all yet (out of order): applied when it arrives.
+PEND_CANCELS = """
+INSERT INTO pending_cancel (ref, cancel_id)
+SELECT t.ref, t.cancel_id FROM unnest(%(refs)s::uuid[], %(cancels)s::uuid[]) AS t(ref, cancel_id)
+WHERE NOT EXISTS (SELECT 1 FROM event e WHERE e.event_id = t.ref)
+ON CONFLICT (ref) DO NOTHING
+"""
+ANY_PENDING = "SELECT EXISTS (SELECT 1 FROM pending_cancel)"
+TAKE_PENDING = "DELETE FROM pending_cancel WHERE ref = ANY(%s::uuid[]) RETURNING ref::text"
