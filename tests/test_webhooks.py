@@ -371,6 +371,10 @@ def test_subscriptions_are_the_callers_own(hub: Hub, receiver: Receiver) -> None
         "http://localhost/hook",
         "ftp://example.org/hook",
         "http://user:pw@example.org/hook",
+        "http://[::1/hook",
+        "http://example.org:99999/hook",
+        "http://" + "a" * 300 + ".org/hook",  # not a valid DNS name
+        "http://exa\x00mple.org/hook",
     ],
 )
 def test_private_targets_are_refused_unless_allowed(hub: Hub, url: str) -> None:

@@ -92,7 +92,7 @@ def check(url: str, allowed: Sequence[str], resolver: Resolver = resolve) -> Tar
     scheme, host, port = parse(url)
     try:
         addresses = [host] if _literal(host) else resolver(host, port)
-    except OSError as exc:
+    except (OSError, UnicodeError, ValueError) as exc:  # UnicodeError: not a valid IDNA name
         raise TargetRefused(f"url: host {host} does not resolve ({exc})") from exc
     if not addresses:
         raise TargetRefused(f"url: host {host} does not resolve")

@@ -24,6 +24,7 @@ from hub.access import targets
 from hub.access.changes import SCOPES, readable
 from hub.api.deps import Access, SettingsDep, get_access
 from hub.api.errors import BadRequest, Forbidden, NotFound, problem_responses
+from hub.api.params import NO_NUL
 from hub.api.stream import change_filter
 from hub.store import webhooks
 from hub.store.change_queries import TYPES, last_seq
@@ -42,10 +43,14 @@ class Filters(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    bbox: str | None = Field(None, description="minLon,minLat,maxLon,maxLat (WGS84)")
-    community: str | None = Field(None, min_length=1, max_length=200)
-    event_type: str | None = Field(None, min_length=1, max_length=200)
-    verification: str | None = Field(None, description="comma list of verification states")
+    bbox: str | None = Field(
+        None, max_length=200, pattern=NO_NUL, description="minLon,minLat,maxLon,maxLat (WGS84)"
+    )
+    community: str | None = Field(None, min_length=1, max_length=200, pattern=NO_NUL)
+    event_type: str | None = Field(None, min_length=1, max_length=200, pattern=NO_NUL)
+    verification: str | None = Field(
+        None, max_length=200, pattern=NO_NUL, description="comma list of verification states"
+    )
     min_level: RiskLevel | None = None
     status: Status = "actual"
 
@@ -53,7 +58,9 @@ class Filters(BaseModel):
 class SubscriptionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(min_length=1, max_length=2000, description="http(s) endpoint to POST to")
+    url: str = Field(
+        min_length=1, max_length=2000, pattern=NO_NUL, description="http(s) endpoint to POST to"
+    )
     types: list[ChangeType] | None = Field(
         None, min_length=1, description="change types (default: every one the caller may read)"
     )

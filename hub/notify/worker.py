@@ -80,7 +80,6 @@ class NotifyWorker:
             limits=limits, follow_redirects=False, trust_env=False, timeout=None
         ) as client:
             listener = asyncio.create_task(self._listen(), name="notify-listen")
-            log.info("notifier ready", extra={"poll_s": self.settings.webhook_poll_s})
             if on_ready is not None:
                 on_ready()
             try:
