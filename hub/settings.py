@@ -28,6 +28,7 @@ Scope = Literal[
     "risk:read",
     "resources:read",
     "resources:write",
+    "subscriptions:write",
     "admin",
 ]
 SCOPES: tuple[str, ...] = get_args(Scope)
@@ -37,7 +38,9 @@ SCOPES: tuple[str, ...] = get_args(Scope)
 # analyst the whole region's; what each sees of them is the row policy's business.
 DEFAULT_SCOPES: dict[str, frozenset[str]] = {
     "community": frozenset(SCOPES) - {"admin"},
-    "department": frozenset({"incidents:read", "risk:read", "incidents:verify", "resources:read"}),
+    "department": frozenset(
+        {"incidents:read", "risk:read", "incidents:verify", "resources:read", "subscriptions:write"}
+    ),
     "analyst": frozenset({"incidents:read", "risk:read", "resources:read"}),
     "admin": frozenset(SCOPES),
 }
@@ -233,6 +236,31 @@ class Settings(BaseSettings):
         description="TOML file of more display names (event types, categories, communities) "
         "over config/names.toml",
     )
+    # Webhooks (the notifier, `hub notify run`)
+    webhook_allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="webhook hosts (names, IPs or CIDRs) allowed although they are or resolve "
+        "to private, loopback or link-local addresses (JSON list)",
+    )
+    webhook_max_failures: int = Field(
+        10, ge=1, description="consecutive failed attempts that disable a subscription"
+    )
+    webhook_timeout_s: float = Field(
+        10.0, gt=0, le=120, description="a receiver's answer to one delivery, at most"
+    )
+    webhook_backoff_s: float = Field(
+        2.0, gt=0, le=3600, description="wait before the first retry; doubled per failure"
+    )
+    webhook_backoff_max_s: float = Field(
+        600.0, gt=0, le=86_400, description="the longest wait between two retries"
+    )
+    webhook_poll_s: float = Field(
+        5.0, gt=0, le=300, description="the notifier reads the change log this often without NOTIFY"
+    )
+    webhook_concurrency: int = Field(
+        32, ge=1, le=1000, description="subscriptions delivered to at once"
+    )
+    notify_metrics_port: int = Field(9110, ge=0, le=65535, description="0 disables the endpoint")
 
     # Local stack
     state_dir: Path = Path(".hub")

@@ -107,6 +107,7 @@ def test_create_each_kind(
         "incidents:verify",
         "resources:read",
         "risk:read",
+        "subscriptions:write",
     ]
     assert rows[admin["client_id"]].scopes == ["admin"]
     for c in made:  # stored hashed, never as given

@@ -137,6 +137,7 @@ def test_running_broker_is_adopted_and_left_alone(broker: str, tmp_path: Path) -
     assert not procs.pid_path("broker").exists()
     assert local.down(settings) == {
         "api": "not running",
+        "notify": "not running",
         "fusion": "not running",
         "broker": "not running",
     }
@@ -198,6 +199,7 @@ def stack_settings(tmp_path: Path, database_url: str) -> Iterator[Settings]:
         kafka_bootstrap=f"127.0.0.1:{broker_port}",
         api_port=free_port(),
         fusion_metrics_port=free_port(),
+        notify_metrics_port=free_port(),
         events_topic=f"stack.events.{tag}",
         dlq_topic=f"stack.dlq.{tag}",
         consumer_group=f"stack.fusion.{tag}",
@@ -228,6 +230,7 @@ def _hub(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
 def _assert_all_ready(settings: Settings) -> None:
     assert local.http_ok(f"{local.api_url(settings)}/readyz")
     assert local.http_ok(f"http://127.0.0.1:{settings.fusion_metrics_port}/metrics")
+    assert local.http_ok(f"http://127.0.0.1:{settings.notify_metrics_port}/metrics")
     assert local.broker_answers(settings)
     assert local.all_ready(local.status(settings))
 
@@ -239,12 +242,13 @@ def test_up_restart_dead_worker_and_down(stack_settings: Settings) -> None:
         "broker": "started",
         "migrations": "migrated",
         "fusion": "started",
+        "notify": "started",
         "api": "started",
     }
-    assert report.started == ("broker", "fusion", "api")
+    assert report.started == ("broker", "fusion", "notify", "api")
     _assert_all_ready(settings)
     pids = _pids(settings)
-    assert set(pids) == {"broker", "fusion", "api"}
+    assert set(pids) == {"broker", "fusion", "notify", "api"}
 
     again = local.up(settings)  # a no-op: nothing restarted
     assert again.started == ()
@@ -263,14 +267,21 @@ def test_up_restart_dead_worker_and_down(stack_settings: Settings) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     after = _pids(settings)
     assert after["broker"] == pids["broker"] and after["api"] == pids["api"]
+    assert after["notify"] == pids["notify"]
     assert after["fusion"] != pids["fusion"]
     assert _hub(settings, "status").returncode == 0
     _assert_all_ready(settings)
 
-    assert local.down(settings) == {"api": "stopped", "fusion": "stopped", "broker": "stopped"}
+    assert local.down(settings) == {
+        "api": "stopped",
+        "notify": "stopped",
+        "fusion": "stopped",
+        "broker": "stopped",
+    }
     for pid in after.values():
         assert proc_start_ticks(pid) is None
-    for port in (settings.broker_port, settings.api_port, settings.fusion_metrics_port):
+    ports = (settings.api_port, settings.fusion_metrics_port, settings.notify_metrics_port)
+    for port in (settings.broker_port, *ports):
         assert not port_open(port)
     assert _pids(settings) == {}
     second = _hub(settings, "down")

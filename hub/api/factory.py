@@ -24,6 +24,7 @@ from hub.api import (
     resources,
     risk,
     stream,
+    subscriptions,
     warnings,
 )
 from hub.api.audit_middleware import install_audit
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         risk.router,
         resources.router,
         stream.router,
+        subscriptions.router,
         ingest.router,
         communities.router,
         audit.router,

@@ -11,11 +11,13 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
-import orjson
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse
 
+# dumps and fragment live below the API (the stream and the webhooks share them); re-exported
+from hub.access.features import dumps as dumps
+from hub.access.features import fragment as fragment
 from hub.settings import Settings
 
 GEOJSON_MEDIA_TYPE = "application/geo+json"
@@ -33,16 +35,6 @@ class JSONBytesResponse(JSONResponse):
 
 class GeoJSONResponse(JSONBytesResponse):
     media_type = GEOJSON_MEDIA_TYPE
-
-
-def dumps(obj: Any) -> bytes:
-    """JSON bytes: UUIDs as text, Fragments verbatim, UTC datetimes as RFC 3339 with ``Z``."""
-    return orjson.dumps(obj, option=orjson.OPT_UTC_Z)
-
-
-def fragment(json_text: str | bytes | None) -> orjson.Fragment | None:
-    """Embed JSON text produced by the database without parsing it."""
-    return None if json_text is None else orjson.Fragment(json_text)
 
 
 class Link(BaseModel):

@@ -23,6 +23,7 @@ from shapely.geometry import shape
 from sqlalchemy import Row
 from starlette.responses import RedirectResponse, Response
 
+from hub.access.features import incident_feature
 from hub.api.cap import CAP_RESPONSE, FormatParam, cap_response, wants_cap
 from hub.api.deps import SettingsDep
 from hub.api.errors import BadRequest, NotFound, problem_responses
@@ -280,33 +281,6 @@ def incident_filter(
 
 
 # --- output ---------------------------------------------------------------------------------
-
-
-def incident_feature(row: Row[Any]) -> dict[str, Any]:
-    return {
-        "type": "Feature",
-        "id": row.id,
-        "geometry": fragment(row.geometry),
-        "properties": {
-            "status": row.status,
-            "state": row.state,
-            "category": row.category,
-            "event_type": row.event_type,
-            "severity": row.severity,
-            "certainty": row.certainty,
-            "verification": row.verification,
-            "decided_by": row.decided_by,
-            # datetimes in UTC from the store; dumps() writes them with Z
-            "decided_at": row.decided_at,
-            "decision_reason": row.decision_reason,
-            "sources": row.sources,
-            "reports": row.reports,
-            "communities": row.communities,
-            "first_observed_at": row.first_observed_at,
-            "last_observed_at": row.last_observed_at,
-            "updated_seq": row.updated_seq,
-        },
-    }
 
 
 def listed_incident(row: Row[Any], matched: bool) -> dict[str, Any]:

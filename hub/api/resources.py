@@ -15,8 +15,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Security
 from pydantic import BaseModel, Field
-from sqlalchemy import Row
 
+from hub.access.features import balance_feature
 from hub.api.deps import Access, get_access
 from hub.api.geojson import (
     JSON_MEDIA_TYPE,
@@ -107,24 +107,6 @@ class MatchPage(BaseModel):
 
 
 # --- output ---------------------------------------------------------------------------------
-
-
-def balance_feature(row: Row[Any]) -> dict[str, Any]:
-    return {
-        "type": "Feature",
-        "geometry": fragment(row.geometry),
-        "properties": {
-            "community_id": row.community_id,
-            "status": row.status,
-            "resource_type": row.resource_type,
-            "unit": row.unit,
-            "direction": row.direction,
-            "quantity": row.quantity,
-            "observed_at": row.observed_at,  # UTC from the store; dumps() writes Z
-            "event_id": row.event_id,
-            "updated_seq": row.updated_seq,
-        },
-    }
 
 
 def need_match(found: NeedMatches) -> dict[str, Any]:

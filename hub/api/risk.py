@@ -11,18 +11,17 @@ from __future__ import annotations
 
 from datetime import datetime
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Security
 from pydantic import BaseModel, Field
-from sqlalchemy import Row
 
+from hub.access.features import risk_feature
 from hub.api.deps import Access, get_access
 from hub.api.geojson import (
     FeatureBase,
     FeatureCollectionBase,
     GeoJSONResponse,
-    fragment,
 )
 from hub.api.listing import Listing, by_updated_seq, list_route, listing
 from hub.api.params import (
@@ -41,7 +40,6 @@ router = APIRouter(tags=["risk"])
 RiskAccess = Annotated[Access, Security(get_access, scopes=["risk:read"])]
 
 MAX_LIMIT = 10_000  # a city has a few thousand cells: one page can hold them all
-SCORE_DECIMALS = 2  # the lowest threshold a deployment would set is around 0.1
 
 
 class RiskProperties(BaseModel):
@@ -78,26 +76,6 @@ class RiskFeature(FeatureBase):
 class RiskCollection(FeatureCollectionBase):
     features: list[RiskFeature]
     numberReturned: int
-
-
-def risk_feature(row: Row[Any]) -> dict[str, Any]:
-    return {
-        "type": "Feature",
-        "id": row.grid_cell,
-        "geometry": fragment(row.geometry),
-        "properties": {
-            "status": row.status,
-            "grid_cell": row.grid_cell,
-            "community_id": row.community_id,
-            "score": round(row.score, SCORE_DECIMALS),
-            "level": row.level,
-            # datetimes in UTC from the store; dumps() writes them with Z
-            "level_since": row.level_since,
-            "incidents": row.incidents,
-            "as_of": row.as_of,
-            "updated_seq": row.updated_seq,
-        },
-    }
 
 
 @list_route(

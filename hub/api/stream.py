@@ -18,45 +18,28 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
 from anyio import to_thread
 from fastapi import APIRouter, Header, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from hub.access.changes import READ_LIMIT, SCOPES, changes_seen, readable
 from hub.access.principal import Principal
-from hub.access.reach import Reach
-from hub.access.session import open_reach
 from hub.api.deps import SettingsDep
 from hub.api.errors import BadRequest, Forbidden, problem, problem_responses
 from hub.api.geojson import dumps
-from hub.api.incidents import incident_feature
 from hub.api.params import BBoxParam, EventTypeParam, StatusParam, optional_bbox, text_param
-from hub.api.resources import balance_feature
-from hub.api.risk import risk_feature
 from hub.api.stream_wake import Wake
-from hub.api.warnings import warning_feature
 from hub.auth.deps import PrincipalDep
 from hub.settings import Settings
-from hub.store import change_queries as changes
 from hub.store.change_queries import TYPES, ChangeFilter
-from hub.store.db import session_scope
-from hub.store.warning_queries import warning_rows
 from schemas.picture import RiskLevel
 
 router = APIRouter(tags=["stream"])
 log = logging.getLogger(__name__)
 
-READ_LIMIT = 500  # changes per read of the log: a client far behind catches up in steps
-# The scope of each type's list endpoint: a change goes only to a caller holding it.
-SCOPE_OF = {
-    "incident": "incidents:read",
-    "warning": "incidents:read",
-    "risk": "risk:read",
-    "resource": "resources:read",
-}
-SCOPES = frozenset(SCOPE_OF.values())
 VERIFICATIONS = ("reported", "corroborated", "verified", "refuted")
 
 
@@ -80,6 +63,28 @@ def _comma_list(name: str, value: str | None, allowed: tuple[str, ...]) -> tuple
     return items
 
 
+def change_filter(
+    types: str | None,
+    bbox: str | None,
+    community: str | None,
+    event_type: str | None,
+    verification: str | None,
+    min_level: str | None,
+    status: str,
+) -> ChangeFilter:
+    """The changes the stream's parameters ask for (a webhook's filters are the same);
+    BadRequest names a wrong one."""
+    return ChangeFilter(
+        types=_comma_list("types", types, TYPES) or TYPES,
+        status=status,
+        bbox=optional_bbox(bbox),
+        community=community,
+        event_type=event_type,
+        verification=_comma_list("verification", verification, VERIFICATIONS),
+        min_level=min_level,
+    )
+
+
 def _cursor(after: int | None, last_event_id: str | None) -> int | None:
     """Where to resume: ``Last-Event-ID`` wins over ``after``; None: from now on."""
     if last_event_id is None or not last_event_id.strip():
@@ -96,65 +101,14 @@ def _cursor(after: int | None, last_event_id: str | None) -> int | None:
 # --- reading ----------------------------------------------------------------------------------
 
 
-def _objects(
-    session: Any, reach: Reach, rows: list[Any], status: str
-) -> dict[tuple[str, str], Any]:
-    """The objects of ``rows`` the caller sees, by (type, object id), as their list endpoints'
-    Features."""
-    ids: dict[str, list[str]] = {}
-    for row in rows:
-        ids.setdefault(row.type, []).append(row.object_id)
-    found: dict[tuple[str, str], Any] = {}
-    incident_ids = sorted(set(ids.get("incident", []) + ids.get("warning", [])))
-    incidents = (
-        changes.incidents_by_id(session, incident_ids, status, reach.incidents)
-        if incident_ids
-        else []
-    )
-    for row in incidents:
-        found["incident", str(row.id)] = incident_feature(row)
-    if "warning" in ids:
-        caller = reach.principal.community_id if reach.principal.kind == "community" else None
-        wanted = set(ids["warning"])
-        chosen = [r for r in incidents if str(r.id) in wanted]
-        for warning in warning_rows(session, chosen, reach.warnings):
-            found["warning", str(warning.incident.id)] = warning_feature(warning, caller)
-    if "risk" in ids:
-        for row in changes.risk_by_cell(session, ids["risk"], status, reach.risk):
-            found["risk", row.grid_cell] = risk_feature(row)
-    if "resource" in ids:
-        for row in changes.balances_by_key(session, ids["resource"], status, reach.resources):
-            found["resource", changes.balance_key(row)] = balance_feature(row)
-    return found
-
-
 def read_changes(client: Client, after: int | None) -> tuple[list[ServerSentEvent], int]:
     """The events of the changes after ``after`` (None: from now on) the client may see, and
     the sequence read up to (the cursor of the next read)."""
-    settings = client.settings
-    with session_scope(settings, api=True) as session:
-        reach = open_reach(session, client.principal, client.zones, settings.neighbour_distance_m)
-        if after is None:
-            return [], changes.last_seq(session)
-        rows = changes.changes_after(session, client.filters, after, READ_LIMIT)
-        if not rows:
-            return [], after
-        objects = _objects(session, reach, rows, client.filters.status)
-    events = []
-    for row in rows:
-        feature = objects.get((row.type, row.object_id))
-        if feature is None:  # out of reach, or gone since (merged away, forgotten)
-            continue
-        data = {
-            "seq": row.seq,
-            "type": row.type,
-            "change": row.change,
-            "id": row.object_id,
-            "at": row.at,
-            "object": feature,
-        }
-        events.append(ServerSentEvent(dumps(data).decode(), event=row.type, id=str(row.seq)))
-    return events, rows[-1].seq
+    seen, cursor = changes_seen(
+        client.settings, client.principal, client.zones, client.filters, after, READ_LIMIT
+    )
+    events = [ServerSentEvent(dumps(d).decode(), event=d["type"], id=str(d["seq"])) for d in seen]
+    return events, cursor
 
 
 async def _events(
@@ -235,19 +189,10 @@ async def stream_changes(
     ] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> Any:
-    held = tuple(t for t in TYPES if principal.has(SCOPE_OF[t]))
-    if not held:
+    if not readable(principal, TYPES):
         raise Forbidden(f"the token lacks every read scope ({', '.join(sorted(SCOPES))})")
-    asked = _comma_list("types", types, TYPES) or TYPES
-    filters = ChangeFilter(
-        types=tuple(t for t in asked if t in held) or ("none",),
-        status=status,
-        bbox=optional_bbox(bbox),
-        community=community,
-        event_type=event_type,
-        verification=_comma_list("verification", verification, VERIFICATIONS),
-        min_level=min_level,
-    )
+    asked = change_filter(types, bbox, community, event_type, verification, min_level, status)
+    filters = replace(asked, types=readable(principal, asked.types) or ("none",))
     cursor = _cursor(after, last_event_id)
     wake = _wake(request, settings)
     state = request.app.state

@@ -9,18 +9,18 @@ way, features with the incident's properties, paging by update sequence; plus ``
 from __future__ import annotations
 
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from pydantic import Field
 
+from hub.access.features import warning_feature
 from hub.api.events import ReadAccess
 from hub.api.geojson import FeatureCollectionBase, GeoJSONResponse
 from hub.api.incidents import (
     MAX_LIMIT,
     IncidentFeature,
     IncidentProperties,
-    incident_feature,
 )
 from hub.api.listing import Listing, list_route, listing
 from hub.api.params import (
@@ -32,7 +32,7 @@ from hub.api.params import (
     text_param,
 )
 from hub.store import warning_queries
-from hub.store.warning_queries import WarningFilter, WarningRow
+from hub.store.warning_queries import WarningFilter
 from schemas.picture import RaisedLevel
 
 router = APIRouter(tags=["warnings"])
@@ -74,17 +74,6 @@ def warning_filter(
         since=optional_instant("since", since),
         community=community,
     )
-
-
-def warning_feature(warning: WarningRow, caller_community: str | None) -> dict[str, Any]:
-    feature = incident_feature(warning.incident)
-    feature["properties"] |= {
-        "neighbours": warning.neighbours,
-        "flagged_to_caller": caller_community is not None
-        and caller_community in warning.neighbours,
-        "level": warning.level,
-    }
-    return feature
 
 
 @list_route(

@@ -37,6 +37,7 @@ SCOPE_DESCRIPTIONS = {
     "risk:read": "read risk per grid cell",
     "resources:read": "read communities' stock and needs, and their matches",
     "resources:write": "publish supplies and volunteers",
+    "subscriptions:write": "manage the principal's own webhook subscriptions",
     "admin": "register communities, grids and clients",
 }
 

@@ -100,7 +100,7 @@ def _replay(settings: Settings, out: Console) -> dict[str, Any]:
     from hub.demo import replay as r
     from hub.demo.counters import community_counts, fusion_counters
     from hub.demo.view import LiveView, consumer_lag
-    from hub.stack.local import fusion_metrics_url
+    from hub.stack.probes import fusion_metrics_url
 
     communities = r.import_sf_communities(settings)
     out.print(f"[bold]{communities}[/] communities imported from {r.NEIGHBOURHOODS.name}")
@@ -177,7 +177,7 @@ def _print_picture(
 
     from hub.demo.clients import curl_line
     from hub.demo.view import incidents_table, risk_table, scenario_panel, warnings_table
-    from hub.stack.local import api_url
+    from hub.stack.probes import api_url
 
     base, s = api_url(settings), summary["scenario"]
     flood, rumour = (f"/v1/incidents/{s[k]}" for k in ("flood_incident", "rumour_incident"))
@@ -214,7 +214,7 @@ def _summary_renderables(summary: dict[str, Any]) -> Any:
 
 def local_urls_table(settings: Settings) -> Any:
     from hub.demo.view import urls_table
-    from hub.stack.local import urls
+    from hub.stack.probes import urls
 
     return urls_table(urls(settings))
 

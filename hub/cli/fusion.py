@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-import signal
-from types import FrameType
 
 import typer
-from prometheus_client import start_http_server
 
 from hub import logs
+from hub.cli.workers import metrics_on_ready, on_signals
 from hub.settings import get_settings
 
 app = typer.Typer(
@@ -33,22 +31,10 @@ def run(
     settings = get_settings()
     worker = FusionWorker(settings)
 
-    def _stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("stopping", extra={"signal": signal.Signals(signum).name})
-        worker.stop()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-
-    def _serve_metrics() -> None:
-        # Serving metrics doubles as the readiness signal: only once the group is joined.
-        if settings.fusion_metrics_port:
-            start_http_server(
-                settings.fusion_metrics_port, addr="127.0.0.1", registry=worker.metrics.registry
-            )
-        log.info("fusion ready", extra={"metrics_port": settings.fusion_metrics_port})
-
-    worker.run(on_ready=_serve_metrics)
+    on_signals(worker.stop, log)
+    # Serving metrics doubles as the readiness signal: only once the group is joined.
+    ready = metrics_on_ready(settings.fusion_metrics_port, worker.metrics.registry, log, "fusion")
+    worker.run(on_ready=ready)
 
 
 @app.command()

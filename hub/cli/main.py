@@ -16,6 +16,7 @@ from hub.cli import (
     fusion,
     grid,
     keys,
+    notify,
     stack,
 )
 
@@ -36,6 +37,7 @@ for group, name in [
     (audit.app, "audit"),
     (client.app, "client"),
     (keys.app, "keys"),
+    (notify.app, "notify"),
 ]:
     app.add_typer(group, name=name)
 

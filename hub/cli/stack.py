@@ -12,7 +12,7 @@ from rich.table import Table
 
 from hub import logs
 from hub.settings import get_settings
-from hub.stack import local
+from hub.stack import local, probes
 
 EXIT_SOME_DOWN = 3
 
@@ -46,7 +46,7 @@ def _url_table() -> Table:
     table = Table(title="Open")
     table.add_column("what", no_wrap=True)
     table.add_column("where", overflow="fold")
-    for what, where in local.urls(get_settings()).items():
+    for what, where in probes.urls(get_settings()).items():
         table.add_row(what, where)
     return table
 

@@ -20,7 +20,7 @@ from sqlalchemy import Connection
 from hub.auth import clients
 from hub.demo.replay import NEIGHBOURHOODS
 from hub.settings import Settings
-from hub.stack.local import api_url
+from hub.stack.probes import api_url
 from hub.store.db import get_engine
 
 COMMUNITY = "Mission"

@@ -22,7 +22,7 @@ from shapely.geometry import shape
 
 from hub.demo.clients import DemoClient, auth_headers
 from hub.settings import Settings
-from hub.stack.local import api_url
+from hub.stack.probes import api_url
 from schemas.picture import INCIDENT_STATES as STATES
 from schemas.picture import RISK_LEVELS as LEVELS
 from schemas.picture import VERIFICATIONS

@@ -43,7 +43,7 @@ from hub.demo.clients import DemoClient, area, auth_headers, create_demo_client
 from hub.demo.counters import fusion_counters
 from hub.demo.feeds import slug
 from hub.settings import Settings
-from hub.stack.local import api_url
+from hub.stack.probes import api_url
 from hub.store.db import connect, get_engine
 from hub.store.stats import FusionCounters
 from schemas.event import utc_text

@@ -16,33 +16,36 @@ import logging
 import os
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import psycopg
-from alembic.script import ScriptDirectory
-from kafka import KafkaAdminClient
-from kafka.errors import KafkaError
 from sqlalchemy.engine import make_url
 
 from hub.bus.kafka import ensure_topics
 from hub.errors import HubError
 from hub.settings import Settings, get_settings
 from hub.stack.broker import broker_command, port_open
+from hub.stack.probes import (
+    api_url,
+    broker_answers,
+    broker_is_local,
+    http_ok,
+    metrics_url,
+    schema_at_head,
+    topics_present,
+)
 from hub.stack.process import PidRecord, Processes, StopOutcome, uptime_of
-from hub.store.migrate import alembic_config, upgrade
+from hub.store.migrate import upgrade
 
 log = logging.getLogger(__name__)
 
 State = Literal["running", "stopped", "external", "done", "pending"]
-ORDER = ("broker", "migrations", "fusion", "api")
-MANAGED = ("broker", "fusion", "api")  # the ones with a process (migrations is one-shot)
-READY_TIMEOUT_S = {"broker": 30.0, "fusion": 60.0, "api": 60.0}
+ORDER = ("broker", "migrations", "fusion", "notify", "api")
+MANAGED = ("broker", "fusion", "notify", "api")  # the ones with a process (migrations is one-shot)
+READY_TIMEOUT_S = {"broker": 30.0, "fusion": 60.0, "notify": 30.0, "api": 60.0}
 STOP_TIMEOUT_S = 10.0
-PROBE_TIMEOUT_S = 2.0
 
 # Progress callback: (service, message, finished). The CLI turns these into spinner lines.
 Progress = Callable[[str, str, bool], None]
@@ -112,115 +115,6 @@ def processes(settings: Settings) -> Processes:
     return Processes(Path(settings.state_dir))
 
 
-# --- probes ---------------------------------------------------------------------------------
-
-
-def broker_is_local(settings: Settings) -> bool:
-    """True when kafka_bootstrap names our own broker port here (not an external Kafka)."""
-    hosts = [h.strip() for h in settings.kafka_bootstrap.split(",") if h.strip()]
-    local = {f"127.0.0.1:{settings.broker_port}", f"localhost:{settings.broker_port}"}
-    return len(hosts) == 1 and hosts[0] in local
-
-
-def _bootstrap_listens(settings: Settings) -> bool:
-    """Some bootstrap address accepts TCP: checked first so that probing a broker that is not
-    (yet) there costs nothing and does not make kafka-python log connection errors."""
-    for address in settings.kafka_bootstrap.split(","):
-        host, _, port = address.strip().rpartition(":")
-        with contextlib.suppress(OSError):  # an unresolvable host is simply not listening
-            if port.isdigit() and port_open(int(port), host or "127.0.0.1"):
-                return True
-    return False
-
-
-def _admin(settings: Settings, timeout_s: float) -> KafkaAdminClient:
-    ms = int(timeout_s * 1000)
-    return KafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap,
-        client_id="hub-stack-probe",
-        bootstrap_timeout_ms=ms,
-        request_timeout_ms=ms,
-    )
-
-
-def broker_answers(settings: Settings, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
-    """The broker answers a Kafka metadata request (an open port alone proves nothing)."""
-    if not _bootstrap_listens(settings):
-        return False
-    try:
-        _admin(settings, timeout_s).close()
-    except (KafkaError, OSError, ValueError):
-        return False
-    return True
-
-
-def topics_present(settings: Settings) -> bool:
-    if not _bootstrap_listens(settings):
-        return False
-    try:
-        client = _admin(settings, PROBE_TIMEOUT_S)
-        try:
-            return {settings.events_topic, settings.dlq_topic} <= set(client.list_topics())
-        finally:
-            client.close()
-    except (KafkaError, OSError, ValueError):
-        return False
-
-
-def schema_at_head(settings: Settings) -> tuple[bool, str]:
-    """(database at the newest Alembic revision, why not)."""
-    heads = set(ScriptDirectory.from_config(alembic_config(settings)).get_heads())
-    try:
-        with psycopg.connect(settings.sync_database_url, connect_timeout=3) as conn:
-            rows = conn.execute("SELECT version_num FROM alembic_version").fetchall()
-    except psycopg.Error as exc:
-        # psycopg prefixes the server's words with where it tried: keep the words.
-        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return False, f"database: {text.rpartition('FATAL:')[2].strip() or text}"
-    current = {r[0] for r in rows}
-    return current == heads, "" if current == heads else f"schema at {sorted(current)}"
-
-
-# Probes never honour http_proxy: readiness traffic stays on this machine.
-_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def http_ok(url: str, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
-    try:
-        with _opener.open(url, timeout=timeout_s) as response:
-            return int(response.status) == 200
-    except (OSError, ValueError):  # URLError, HTTPError (non-2xx), timeouts, refused
-        return False
-
-
-def _local_host(host: str) -> str:
-    # A server bound to every interface is still probed on loopback.
-    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
-
-
-def api_url(settings: Settings) -> str:
-    return f"http://{_local_host(settings.api_host)}:{settings.api_port}"
-
-
-def fusion_metrics_url(settings: Settings) -> str | None:
-    port = settings.fusion_metrics_port
-    return f"http://127.0.0.1:{port}/metrics" if port else None
-
-
-def urls(settings: Settings) -> dict[str, str]:
-    """What a person opens once the stack is up (printed by ``hub up``)."""
-    base = api_url(settings)
-    return {
-        "events": f"{base}/v1/events",
-        "communities": f"{base}/v1/communities",
-        "API docs": f"{base}/docs",
-        "API metrics": f"{base}/metrics",
-        "fusion metrics": fusion_metrics_url(settings) or "disabled (HUB_FUSION_METRICS_PORT=0)",
-        "broker": settings.kafka_bootstrap,
-        "logs": str(Path(settings.state_dir).resolve() / "logs"),
-    }
-
-
 # --- long-running services ------------------------------------------------------------------
 
 
@@ -242,14 +136,22 @@ BROKER = Service(
     ready=broker_answers,
     address=lambda s: s.kafka_bootstrap,
 )
-FUSION = Service(
-    "fusion",
-    command=lambda s: [sys.executable, "-m", "hub", "fusion", "run"],
-    port=lambda s: s.fusion_metrics_port,
-    # Without a metrics endpoint there is nothing to ask: a live process is all we can know.
-    ready=lambda s: http_ok(url) if (url := fusion_metrics_url(s)) else True,
-    address=lambda s: fusion_metrics_url(s) or "metrics disabled",
-)
+
+
+def _worker(name: str, port: Callable[[Settings], int]) -> Service:
+    """A worker (``hub NAME run``) whose metrics endpoint is its readiness signal; without
+    one there is nothing to ask: a live process is all we can know."""
+    return Service(
+        name,
+        command=lambda s: [sys.executable, "-m", "hub", name, "run"],
+        port=port,
+        ready=lambda s: http_ok(url) if (url := metrics_url(port(s))) else True,
+        address=lambda s: metrics_url(port(s)) or "metrics disabled",
+    )
+
+
+FUSION = _worker("fusion", lambda s: s.fusion_metrics_port)
+NOTIFY = _worker("notify", lambda s: s.notify_metrics_port)
 API = Service(
     "api",
     command=lambda s: [sys.executable, "-m", "hub", "api", "run"],
@@ -257,7 +159,7 @@ API = Service(
     ready=lambda s: http_ok(f"{api_url(s)}/readyz"),
     address=api_url,
 )
-SERVICES = {s.name: s for s in (BROKER, FUSION, API)}
+SERVICES = {s.name: s for s in (BROKER, FUSION, NOTIFY, API)}
 
 
 def _wait_ready(svc: Service, settings: Settings, procs: Processes, timeout_s: float) -> None:
@@ -348,6 +250,7 @@ def up(settings: Settings | None = None, progress: Progress | None = None) -> Up
         ("broker", lambda: _ensure_broker(settings, procs, progress)),
         ("migrations", lambda: _migrate(settings, progress)),
         ("fusion", lambda: _ensure(FUSION, settings, procs, progress)),
+        ("notify", lambda: _ensure(NOTIFY, settings, procs, progress)),
         ("api", lambda: _ensure(API, settings, procs, progress)),
     ]
     with _stack_lock(settings):
@@ -439,7 +342,7 @@ def status(settings: Settings | None = None) -> list[ServiceStatus]:
     procs = processes(settings)
     broker = _broker_status(settings, procs)
     result = [broker, _migrations_status(settings, broker.ready)]
-    for svc in (FUSION, API):
+    for svc in (FUSION, NOTIFY, API):
         result.append(_managed_status(svc, settings, procs.record(svc.name)))
     return result
 

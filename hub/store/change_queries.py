@@ -69,12 +69,16 @@ def _where(f: ChangeFilter) -> list[ColumnElement[bool]]:
     return where
 
 
-def changes_after(session: Session, f: ChangeFilter, after: int, limit: int) -> list[Row[Any]]:
-    """Up to ``limit`` changes matching ``f`` after sequence ``after``, in sequence order."""
+def changes_after(
+    session: Session, f: ChangeFilter, after: int, limit: int, upto: int | None = None
+) -> list[Row[Any]]:
+    """Up to ``limit`` changes matching ``f`` after sequence ``after`` (and up to ``upto``),
+    in sequence order."""
     c = CHANGE.c
+    bound = [c.seq <= upto] if upto is not None else []
     query = (
         select(c.seq, c.type, c.change, c.object_id, c.at)
-        .where(c.seq > after, *_where(f))
+        .where(c.seq > after, *bound, *_where(f))
         .order_by(c.seq)
         .limit(limit)
     )
@@ -87,6 +91,14 @@ def last_seq(session: Session) -> int:
     row): only a number leaves the store."""
     found = session.execute(text(_LAST_SEQ)).scalar()
     return int(found or 0)
+
+
+def head(session: Session) -> int:
+    """The highest change sequence committed, out of reach or not (``hub_change_head``, a
+    function of migration 0015): with sequence order being commit order, every change up to
+    it is committed, so a reader that has read all it may see up to it can move its cursor
+    there."""
+    return int(session.execute(text("SELECT hub_change_head()")).scalar() or 0)
 
 
 _LAST_SEQ = "SELECT pg_sequence_last_value('picture_change_seq_seq'::regclass)"

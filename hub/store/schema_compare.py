@@ -17,7 +17,12 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Connection, MetaData
 from sqlmodel import SQLModel
 
-from hub.store import auth_models, change_models, models  # noqa: F401  (register their tables)
+from hub.store import (  # noqa: F401  (register their tables)
+    auth_models,
+    change_models,
+    models,
+    webhook_models,
+)
 
 # PostGIS's own table, created by CREATE EXTENSION in the public schema: not the hub's to model.
 # (Its other tables live in schemas of their own, topology and tiger, which Alembic does not
