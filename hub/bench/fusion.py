@@ -56,7 +56,7 @@ from hub.bench.fusion_quality import (
 )
 from hub.bench.fusion_quality.scoring import Claimed
 from hub.bench.fusion_table import verdicts
-from hub.bench.pipeline import FUSION_TABLES, Run, Store, fill_topic
+from hub.bench.pipeline import Run, Store, empty_fusion_tables, fill_topic
 from hub.bench.report import BenchFailed, machine_info, progress_bars
 from hub.bus.kafka import ensure_topics
 from hub.fusion.incident.reference import cluster
@@ -96,8 +96,7 @@ def _drain(
     """Empty the store, fill a fresh topic with ``reports`` in arrival order, let fusion drain
     it; the incidents when the stages were on."""
     with connect(settings, autocommit=True) as conn:
-        conn.execute(f"TRUNCATE {FUSION_TABLES} RESTART IDENTITY")
-        conn.execute("DELETE FROM grid_cell WHERE source = 'h3'")
+        empty_fusion_tables(conn)
     messages = [(tile_key(r.lon, r.lat, settings.tile_zoom), r.event) for r in reports]
     run.settings = settings
     run.store.group = settings.consumer_group

@@ -27,9 +27,19 @@ STALL_S = 60.0  # no progress for this long: fusion is stuck, give up
 # Fusion's tables: emptied between drains, so each drain starts from the same empty store.
 FUSION_TABLES = (
     "incident_timeline, incident_alias, incident_report, incident, risk_cell, picture_clock,"
-    " sensor_state, resource_balance, event_ref, event, community_stats, fusion_stats,"
-    " consumer_offset"
+    " sensor_state, resource_balance, event_ref, pending_cancel, picture_change, cap_alert,"
+    " event, community_stats, fusion_stats, consumer_offset"
 )
+# After the truncate (RESTART IDENTITY starts the update sequences again): the change log's
+# marks go back to the start with them.
+RESET_MARKS = "UPDATE picture_change_mark SET seq = 0"
+
+
+def empty_fusion_tables(conn: Any) -> None:
+    """Everything fusion wrote, gone (no fusion process may be running)."""
+    conn.execute(f"TRUNCATE {FUSION_TABLES} RESTART IDENTITY")
+    conn.execute(RESET_MARKS)
+    conn.execute("DELETE FROM grid_cell WHERE source = 'h3'")  # fusion makes these too
 
 
 @dataclass(frozen=True)
@@ -55,8 +65,7 @@ class Store:
 
     def empty(self) -> None:
         """Everything fusion wrote, gone (no fusion process may be running)."""
-        self.conn.execute(f"TRUNCATE {FUSION_TABLES} RESTART IDENTITY")
-        self.conn.execute("DELETE FROM grid_cell WHERE source = 'h3'")  # fusion makes these too
+        empty_fusion_tables(self.conn)
 
     def close(self) -> None:
         self.conn.close()

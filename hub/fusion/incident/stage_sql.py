@@ -33,6 +33,10 @@ MERGES = (
     f"UPDATE incident_timeline t SET incident_id = m.new FROM ({MOVES}) m"
     " WHERE t.incident_id = m.old",
     f"UPDATE incident_alias a SET incident_id = m.new FROM ({MOVES}) m WHERE a.incident_id = m.old",
+    # cancelled members go along (the live ones move with the new partition): the old row is
+    # deleted, and no member may point at a missing incident
+    f"UPDATE incident_report r SET incident_id = m.new FROM ({MOVES}) m"
+    " WHERE r.incident_id = m.old AND r.cancelled",
     f"INSERT INTO incident_alias (alias, incident_id) SELECT old, new FROM ({MOVES}) m"
     " ORDER BY old ON CONFLICT (alias) DO UPDATE SET incident_id = EXCLUDED.incident_id",
     f"""UPDATE incident n SET verification = o.verification, decided_by = o.decided_by,
