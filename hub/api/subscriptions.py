@@ -140,7 +140,7 @@ def new_secret() -> str:
     "stream's parameters. Private, loopback and link-local targets are refused (400) unless "
     "the operator allows the host (`HUB_WEBHOOK_ALLOWED_HOSTS`).",
     response_model=CreatedSubscription,
-    responses=problem_responses(400, 401, 403, 422, 429),
+    responses=problem_responses(400, 401, 403, 429),
 )
 def create_subscription(
     body: SubscriptionIn, settings: SettingsDep, access: WriteAccess
@@ -194,7 +194,7 @@ def list_subscriptions(access: WriteAccess) -> dict[str, Any]:
     name="list_deliveries",
     summary="The delivery log of one of the caller's subscriptions, newest first",
     response_model=DeliveryList,
-    responses=problem_responses(401, 403, 404, 422, 429),
+    responses=problem_responses(400, 401, 403, 404, 429),
 )
 def list_deliveries(
     subscription_id: SubscriptionId,
@@ -214,7 +214,7 @@ def list_deliveries(
     status_code=204,
     summary="Delete one of the caller's subscriptions (its secret and log with it)",
     response_class=Response,
-    responses=problem_responses(401, 403, 404, 422, 429),
+    responses=problem_responses(400, 401, 403, 404, 429),
 )
 def delete_subscription(subscription_id: SubscriptionId, access: WriteAccess) -> Response:
     if not webhooks.delete_subscription(access.session, access.principal.subject, subscription_id):
